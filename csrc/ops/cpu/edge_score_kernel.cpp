@@ -1,0 +1,297 @@
+// CPU kernels of the fused edge-score MLP.
+//
+// Forward: parallel over edges; per edge one vectorized pass over the H channels.
+// Backward, without atomics and without any [E, H] temporary: the edges are grouped by
+// source and by target node (stable counting sorts, O(E + N)); pass 1 walks the source
+// nodes, recomputes tanh and accumulates grad p_src in a row buffer (and writes grad
+// edge_term, and weight/bias partial sums per chunk); pass 2 walks the target nodes for
+// grad p_dst. Chunks are ranges of whole nodes balanced by edges + nodes; their number
+// depends only on the sizes, so results do not depend on the thread count.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "ops/common/edge_score.h"
+#include "ops/edge_score.h"
+
+// Hot loops are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define REFINE_CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define REFINE_CPU_CLONES
+#endif
+
+namespace refine_fast {
+
+namespace {
+
+constexpr int64_t kForwardGrain = 512;         // edges per forward task
+constexpr int64_t kEdgesPerChunk = 8192;       // backward chunk size target
+constexpr int64_t kMaxChunks = 64;
+constexpr int64_t kMaxPartials = INT64_C(1) << 22;  // bound on chunks * G * H weight partials
+
+// Rows of a [rows, H] tensor with unit channel stride (other layouts are copied).
+at::Tensor rows_view(const at::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
+
+template <typename scalar_t>
+struct Inputs {
+  const scalar_t* p_src;
+  int64_t src_stride;
+  const scalar_t* p_dst;
+  int64_t dst_stride;
+  const scalar_t* edge_term;  // nullptr when None
+  int64_t term_stride;
+  const int64_t* src;
+  const int64_t* dst;
+  const int64_t* group;  // nullptr when None (every edge in group 0)
+  const scalar_t* weight;
+  int64_t H;
+};
+
+template <typename scalar_t>
+Inputs<scalar_t> make_inputs(const at::Tensor& p_src, const at::Tensor& p_dst, const at::Tensor& edge_index,
+                             const at::Tensor& weight, const at::Tensor* edge_term, const at::Tensor* group) {
+  const int64_t E = edge_index.size(1);
+  return {p_src.const_data_ptr<scalar_t>(),
+          p_src.stride(0),
+          p_dst.const_data_ptr<scalar_t>(),
+          p_dst.stride(0),
+          edge_term ? edge_term->const_data_ptr<scalar_t>() : nullptr,
+          edge_term ? edge_term->stride(0) : 0,
+          edge_index.const_data_ptr<int64_t>(),
+          edge_index.const_data_ptr<int64_t>() + E,
+          group ? group->const_data_ptr<int64_t>() : nullptr,
+          weight.const_data_ptr<scalar_t>(),
+          weight.size(1)};
+}
+
+template <typename opmath_t, bool kTerm, typename scalar_t>
+inline opmath_t pre_activation(const scalar_t* xs, const scalar_t* xd, const scalar_t* xt, int64_t k) {
+  const opmath_t x = static_cast<opmath_t>(xs[k]) + static_cast<opmath_t>(xd[k]);
+  if constexpr (kTerm) {
+    return x + static_cast<opmath_t>(xt[k]);
+  } else {
+    return x;
+  }
+}
+
+template <typename scalar_t, bool kTerm>
+REFINE_CPU_CLONES void forward_edges(const Inputs<scalar_t>& in, const scalar_t* bias, scalar_t* out, int64_t begin,
+                                     int64_t end) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t H = in.H;
+  for (int64_t e = begin; e < end; ++e) {
+    const scalar_t* xs = in.p_src + in.src[e] * in.src_stride;
+    const scalar_t* xd = in.p_dst + in.dst[e] * in.dst_stride;
+    const scalar_t* xt = kTerm ? in.edge_term + e * in.term_stride : nullptr;
+    const int64_t g = in.group ? in.group[e] : 0;
+    const scalar_t* w = in.weight + g * H;
+    opmath_t acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t k = 0; k < H; ++k) {
+      acc += static_cast<opmath_t>(w[k]) * edge_score_activation(pre_activation<opmath_t, kTerm>(xs, xd, xt, k));
+    }
+    out[e] = static_cast<scalar_t>(acc + static_cast<opmath_t>(bias[g]));
+  }
+}
+
+// Nodes [node_begin, node_end) of one side, each with its edges perm[ptr[n]:ptr[n+1]]:
+// grad_rows[n] = sum over those edges of grad[e] * weight[g_e] * (1 - t_e^2). With kFirst
+// (the source side) also grad edge_term rows and the weight/bias partial sums gw [G, H], gb [G].
+template <typename scalar_t, bool kTerm, bool kFirst>
+REFINE_CPU_CLONES void backward_nodes(const Inputs<scalar_t>& in, const scalar_t* grad, const int64_t* ptr,
+                                      const int64_t* perm, int64_t node_begin, int64_t node_end,
+                                      at::opmath_type<scalar_t>* row, scalar_t* grad_rows, scalar_t* grad_term,
+                                      at::opmath_type<scalar_t>* gw, at::opmath_type<scalar_t>* gb) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t H = in.H;
+  const scalar_t* own_base = kFirst ? in.p_src : in.p_dst;
+  const int64_t own_stride = kFirst ? in.src_stride : in.dst_stride;
+  const scalar_t* other_base = kFirst ? in.p_dst : in.p_src;
+  const int64_t other_stride = kFirst ? in.dst_stride : in.src_stride;
+  const int64_t* other_index = kFirst ? in.dst : in.src;
+  for (int64_t n = node_begin; n < node_end; ++n) {
+    std::fill(row, row + H, opmath_t(0));
+    const scalar_t* xo = own_base + n * own_stride;
+    for (int64_t j = ptr[n]; j < ptr[n + 1]; ++j) {
+      const int64_t e = perm[j];
+      const scalar_t* xp = other_base + other_index[e] * other_stride;
+      const scalar_t* xt = kTerm ? in.edge_term + e * in.term_stride : nullptr;
+      const int64_t g = in.group ? in.group[e] : 0;
+      const scalar_t* w = in.weight + g * H;
+      const opmath_t go = static_cast<opmath_t>(grad[e]);
+      if constexpr (kFirst) {
+        opmath_t* gwg = gw + g * H;
+        scalar_t* gt = kTerm ? grad_term + e * H : nullptr;
+        gb[g] += go;
+#pragma omp simd
+        for (int64_t k = 0; k < H; ++k) {
+          const opmath_t t = edge_score_activation(pre_activation<opmath_t, kTerm>(xo, xp, xt, k));
+          const opmath_t gp = go * static_cast<opmath_t>(w[k]) * edge_score_activation_grad(t);
+          gwg[k] += go * t;
+          row[k] += gp;
+          if constexpr (kTerm) gt[k] = static_cast<scalar_t>(gp);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t k = 0; k < H; ++k) {
+          const opmath_t t = edge_score_activation(pre_activation<opmath_t, kTerm>(xo, xp, xt, k));
+          row[k] += go * static_cast<opmath_t>(w[k]) * edge_score_activation_grad(t);
+        }
+      }
+    }
+    scalar_t* out = grad_rows + n * H;
+    for (int64_t k = 0; k < H; ++k) out[k] = static_cast<scalar_t>(row[k]);
+  }
+}
+
+// Edges grouped by node: edges of node n are perm[ptr[n]:ptr[n+1]], in increasing order.
+struct NodeEdges {
+  std::vector<int64_t> ptr;
+  std::vector<int64_t> perm;
+};
+
+NodeEdges group_by_node(const int64_t* index, int64_t num_edges, int64_t num_nodes) {
+  NodeEdges out{std::vector<int64_t>(num_nodes + 1, 0), std::vector<int64_t>(num_edges)};
+  for (int64_t e = 0; e < num_edges; ++e) ++out.ptr[index[e] + 1];
+  for (int64_t n = 0; n < num_nodes; ++n) out.ptr[n + 1] += out.ptr[n];
+  std::vector<int64_t> cursor(out.ptr.begin(), out.ptr.end() - 1);
+  for (int64_t e = 0; e < num_edges; ++e) out.perm[cursor[index[e]]++] = e;
+  return out;
+}
+
+// Node boundaries [C + 1] splitting the nodes into C ranges of about equal edges + nodes.
+std::vector<int64_t> chunk_bounds(const std::vector<int64_t>& ptr, int64_t num_chunks) {
+  const int64_t N = static_cast<int64_t>(ptr.size()) - 1;
+  const int64_t total = ptr[N] + N;
+  std::vector<int64_t> bounds(num_chunks + 1, N);
+  bounds[0] = 0;
+  for (int64_t c = 1; c < num_chunks; ++c) {
+    const int64_t target = total * c / num_chunks;
+    int64_t lo = bounds[c - 1], hi = N;  // first n with ptr[n] + n >= target
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (ptr[mid] + mid < target) lo = mid + 1; else hi = mid;
+    }
+    bounds[c] = lo;
+  }
+  return bounds;
+}
+
+int64_t num_chunks(int64_t E, int64_t G, int64_t H) {
+  int64_t chunks = std::clamp<int64_t>((E + kEdgesPerChunk - 1) / kEdgesPerChunk, 1, kMaxChunks);
+  const int64_t per_chunk = std::max<int64_t>(G * H, 1);
+  return std::max<int64_t>(1, std::min(chunks, kMaxPartials / per_chunk));
+}
+
+at::Tensor edge_score_cpu(const at::Tensor& p_src, const at::Tensor& p_dst, const at::Tensor& edge_index,
+                          const at::Tensor& weight, const at::Tensor& bias,
+                          const std::optional<at::Tensor>& edge_term, const std::optional<at::Tensor>& group) {
+  check_edge_score(p_src, p_dst, edge_index, weight, bias, edge_term, group, "CPU");
+  const int64_t E = edge_index.size(1);
+  auto out = at::empty({E}, p_src.options());
+  if (E == 0) return out;
+  const auto ps = rows_view(p_src), pd = rows_view(p_dst);
+  const auto ei = edge_index.contiguous(), w = weight.contiguous(), b = bias.contiguous();
+  const auto et = edge_term ? rows_view(*edge_term) : at::Tensor();
+  const auto gr = group ? group->contiguous() : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p_src.scalar_type(), "edge_score_cpu", [&] {
+    const auto in = make_inputs<scalar_t>(ps, pd, ei, w, et.defined() ? &et : nullptr, gr.defined() ? &gr : nullptr);
+    const scalar_t* bias_ptr = b.const_data_ptr<scalar_t>();
+    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, E, kForwardGrain, [&](int64_t begin, int64_t end) {
+      if (in.edge_term) {
+        forward_edges<scalar_t, true>(in, bias_ptr, out_ptr, begin, end);
+      } else {
+        forward_edges<scalar_t, false>(in, bias_ptr, out_ptr, begin, end);
+      }
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_score_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& p_src, const at::Tensor& p_dst, const at::Tensor& edge_index,
+    const at::Tensor& weight, const std::optional<at::Tensor>& edge_term, const std::optional<at::Tensor>& group) {
+  check_edge_score_backward(grad, p_src, p_dst, edge_index, weight, edge_term, group, "CPU");
+  const int64_t E = edge_index.size(1), N_src = p_src.size(0), N_dst = p_dst.size(0);
+  const int64_t G = weight.size(0), H = weight.size(1);
+  auto grad_src = at::empty({N_src, H}, p_src.options());
+  auto grad_dst = at::empty({N_dst, H}, p_src.options());
+  auto grad_term = edge_term ? at::empty({E, H}, p_src.options()) : at::empty({0}, p_src.options());
+  if (E == 0) {
+    grad_src.zero_();
+    grad_dst.zero_();
+    return {grad_src, grad_dst, grad_term, at::zeros_like(weight), at::zeros({G}, weight.options())};
+  }
+  const auto ps = rows_view(p_src), pd = rows_view(p_dst);
+  const auto ei = edge_index.contiguous(), w = weight.contiguous(), go = grad.contiguous();
+  const auto et = edge_term ? rows_view(*edge_term) : at::Tensor();
+  const auto gr = group ? group->contiguous() : at::Tensor();
+
+  NodeEdges by_src, by_dst;
+  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t side = begin; side < end; ++side) {
+      if (side == 0) {
+        by_src = group_by_node(ei.const_data_ptr<int64_t>(), E, N_src);
+      } else {
+        by_dst = group_by_node(ei.const_data_ptr<int64_t>() + E, E, N_dst);
+      }
+    }
+  });
+  const int64_t C = num_chunks(E, G, H);
+  const auto src_bounds = chunk_bounds(by_src.ptr, C), dst_bounds = chunk_bounds(by_dst.ptr, C);
+
+  const auto opmath = at::toOpMathType(p_src.scalar_type());
+  auto gw_partial = at::zeros({C, G, H}, weight.options().dtype(opmath));
+  auto gb_partial = at::zeros({C, G}, weight.options().dtype(opmath));
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p_src.scalar_type(), "edge_score_backward_cpu", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    const auto in = make_inputs<scalar_t>(ps, pd, ei, w, et.defined() ? &et : nullptr, gr.defined() ? &gr : nullptr);
+    const scalar_t* grad_ptr = go.const_data_ptr<scalar_t>();
+    scalar_t* gs = grad_src.mutable_data_ptr<scalar_t>();
+    scalar_t* gd = grad_dst.mutable_data_ptr<scalar_t>();
+    scalar_t* gt = edge_term ? grad_term.mutable_data_ptr<scalar_t>() : nullptr;
+    opmath_t* gw = gw_partial.mutable_data_ptr<opmath_t>();
+    opmath_t* gb = gb_partial.mutable_data_ptr<opmath_t>();
+    // Even tasks: source-node chunks, odd tasks: target-node chunks (interleaved for balance).
+    at::parallel_for(0, 2 * C, 1, [&](int64_t begin, int64_t end) {
+      std::vector<opmath_t> row(H);
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t c = task / 2;
+        if (task % 2 == 0) {
+          const auto run = [&](auto term) {
+            backward_nodes<scalar_t, decltype(term)::value, true>(in, grad_ptr, by_src.ptr.data(), by_src.perm.data(),
+                                                                  src_bounds[c], src_bounds[c + 1], row.data(), gs,
+                                                                  gt, gw + c * G * H, gb + c * G);
+          };
+          in.edge_term ? run(std::true_type()) : run(std::false_type());
+        } else {
+          const auto run = [&](auto term) {
+            backward_nodes<scalar_t, decltype(term)::value, false>(in, grad_ptr, by_dst.ptr.data(),
+                                                                   by_dst.perm.data(), dst_bounds[c],
+                                                                   dst_bounds[c + 1], row.data(), gd, nullptr,
+                                                                   nullptr, nullptr);
+          };
+          in.edge_term ? run(std::true_type()) : run(std::false_type());
+        }
+      }
+    });
+  });
+  return {grad_src, grad_dst, grad_term, gw_partial.sum(0).to(weight.scalar_type()),
+          gb_partial.sum(0).to(weight.scalar_type())};
+}
+
+}  // namespace
+
+}  // namespace refine_fast
+
+TORCH_LIBRARY_IMPL(refine_fast, CPU, m) {
+  m.impl("edge_score", &refine_fast::edge_score_cpu);
+  m.impl("edge_score_backward", &refine_fast::edge_score_backward_cpu);
+}

@@ -1,0 +1,93 @@
+"""The one interface every explainer of the comparison implements, and batching helpers."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import List, Optional, Protocol, Sequence, runtime_checkable
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import MessagePassing
+
+__all__ = ["EdgeExplainer", "Collated", "collate", "model_kwargs", "predict", "split_edges", "unregister_masks"]
+
+
+@runtime_checkable
+class EdgeExplainer(Protocol):
+    """``explain(model, graphs, seed) -> [importance [E_g]] * len(graphs)``, in input order.
+
+    Trained explainers also have ``fit(model, train_graphs, seed)``, called once before ``explain``.
+    ``per_ratio`` explainers (ReFine) take ``ratio=`` in ``explain`` and are re-run for every ρ of ACC@ρ.
+    """
+
+    name: str
+
+    def explain(self, model: torch.nn.Module, graphs: Sequence, seed: int) -> List[Tensor]:
+        ...
+
+
+@dataclass
+class Collated:
+    """Graphs as one disjoint-union batch: x ``[N, D]``, edge_index ``[2, E]``, edge_attr ``[E, ...]``
+    or None, batch ``[N]``, edge_ptr ``[B+1]`` (graph g owns edges ``edge_ptr[g]:edge_ptr[g+1]``)."""
+
+    x: Tensor
+    edge_index: Tensor
+    edge_attr: Optional[Tensor]
+    batch: Tensor
+    edge_ptr: Tensor
+
+    @property
+    def num_graphs(self) -> int:
+        return self.edge_ptr.numel() - 1
+
+
+def collate(graphs: Sequence) -> Collated:
+    """Concatenate ``Data`` graphs (only x, edge_index, edge_attr), keeping each graph's edge order."""
+    if len(graphs) == 0:
+        raise ValueError("collate: graphs must not be empty")
+    n = torch.tensor([g.num_nodes for g in graphs])
+    e = torch.tensor([g.edge_index.size(1) for g in graphs])
+    node_off = torch.cat([n.new_zeros(1), n.cumsum(0)])
+    edge_ptr = torch.cat([e.new_zeros(1), e.cumsum(0)])
+    edge_index = torch.cat([g.edge_index.long() + node_off[i] for i, g in enumerate(graphs)], 1)
+    attrs = [getattr(g, "edge_attr", None) for g in graphs]
+    edge_attr = torch.cat(attrs) if all(a is not None for a in attrs) else None
+    batch = torch.repeat_interleave(torch.arange(len(graphs)), n)
+    return Collated(torch.cat([g.x for g in graphs]), edge_index, edge_attr, batch, edge_ptr)
+
+
+def model_kwargs(model: torch.nn.Module, edge_attr: Optional[Tensor], batch: Tensor) -> dict:
+    """Keyword arguments of ``model(x, edge_index, **kw)``: ``batch``, and ``edge_attr`` when the model's
+    ``forward`` accepts it and the graphs have it."""
+    kw = {"batch": batch}
+    if edge_attr is not None and "edge_attr" in inspect.signature(model.forward).parameters:
+        kw["edge_attr"] = edge_attr
+    return kw
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, graphs: Sequence, batch_size: int = 256) -> Tensor:
+    """Predicted class ``[len(graphs)]`` of the full graphs (model in eval mode)."""
+    out = []
+    for start in range(0, len(graphs), batch_size):
+        c = collate(graphs[start:start + batch_size])
+        out.append(model(c.x, c.edge_index, **model_kwargs(model, c.edge_attr, c.batch)).argmax(-1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def split_edges(flat: Tensor, edge_ptr: Tensor) -> List[Tensor]:
+    """Per-graph views ``[E_g]`` of a flat ``[E]`` edge tensor."""
+    return list(torch.split(flat.detach(), edge_ptr.diff().tolist()))
+
+
+def unregister_masks(model: torch.nn.Module) -> None:
+    """Remove the edge-mask *parameter* slot PyG's GNNExplainer leaves on every ``MessagePassing`` layer.
+
+    Once ``_edge_mask`` was a registered parameter, PyG's ``set_masks`` wraps any later mask in a new
+    ``Parameter`` (a detached leaf), so gradients no longer reach the caller's mask (SA, ReFine).
+    """
+    for module in model.modules():
+        if isinstance(module, MessagePassing) and "_edge_mask" in module._parameters:
+            del module._parameters["_edge_mask"]
+            module._edge_mask = None

@@ -1,0 +1,12 @@
+"""The paper's datasets, loaded offline: BA-3motif (generated), Mutagenicity (TU files), MNIST superpixels."""
+from .ba3motif import BA3Motif, ba3motif_features, load_ba3motif_official
+from .cache import default_cache_dir
+from .mnist_superpixels import MNISTSuperpixels75, read_mnist_images, superpixel_graph
+from .mutagenicity import Mutagenicity, find_tu_raw_dir
+
+__all__ = [
+    "BA3Motif", "load_ba3motif_official", "ba3motif_features",
+    "Mutagenicity", "find_tu_raw_dir",
+    "MNISTSuperpixels75", "superpixel_graph", "read_mnist_images",
+    "default_cache_dir",
+]

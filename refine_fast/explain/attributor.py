@@ -1,0 +1,123 @@
+"""G edge attributors (one per class, or one shared) with parameters stacked along a group axis."""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops import edge_score
+from .propagate import propagate
+
+__all__ = ["StackedAttributors", "encode", "score"]
+
+Params = Dict[str, Tensor]
+
+
+class StackedAttributors(nn.Module):
+    """``G`` attributors, each: node ``Linear(D -> H)`` + ReLU, then ``L`` × [ARMA-style conv
+    ``ReLU(Â h W + h V + b)`` (K = T = 1, ``Â`` symmetric-normalized, no self loops) -> BatchNorm],
+    and the edge head ``Linear(2H + D_e -> H) -> tanh -> Linear(H -> 1)`` over ``[z_i, z_j, a_ij]``.
+
+    Every parameter has a leading group axis ``G``. Parameter shapes:
+    ``lin_weight [G, D, H]``, ``lin_bias [G, H]``; per layer l ``conv{l}_weight [G, H, 2H]`` (columns
+    ``[W | V]``: propagated | root), ``conv{l}_bias [G, H]``, ``bn{l}_weight``/``bn{l}_bias [G, H]``
+    (buffers ``bn{l}_mean``/``bn{l}_var [G, H]``); head ``head_weight [G, H, 2H]`` (columns
+    ``[src | dst]``), ``head_bias [G, H]``, ``head_edge_weight [G, D_e, H]`` (if ``D_e > 0``),
+    ``out_weight [G, H]``, ``out_bias [G]``. The first head layer is split into per-node projections
+    so that :func:`refine_fast.ops.edge_score` computes the per-edge part without an ``[E, 2H]`` concat.
+    """
+
+    def __init__(self, groups: int, node_dim: int, edge_dim: int = 0, hidden: int = 50,
+                 num_layers: int = 2, seed: Optional[int] = None):
+        super().__init__()
+        for name, v, lo in (("groups", groups, 1), ("node_dim", node_dim, 1), ("edge_dim", edge_dim, 0),
+                            ("hidden", hidden, 1), ("num_layers", num_layers, 1)):
+            if int(v) < lo:
+                raise ValueError(f"StackedAttributors: {name} must be >= {lo}, got {v}")
+        G, D, De, H = int(groups), int(node_dim), int(edge_dim), int(hidden)
+        self.groups, self.node_dim, self.edge_dim, self.hidden, self.num_layers = G, D, De, H, int(num_layers)
+        empty = lambda *shape: nn.Parameter(torch.empty(*shape))  # noqa: E731
+        self.lin_weight, self.lin_bias = empty(G, D, H), empty(G, H)
+        for l in range(self.num_layers):
+            self.register_parameter(f"conv{l}_weight", empty(G, H, 2 * H))
+            self.register_parameter(f"conv{l}_bias", empty(G, H))
+            self.register_parameter(f"bn{l}_weight", empty(G, H))
+            self.register_parameter(f"bn{l}_bias", empty(G, H))
+            self.register_buffer(f"bn{l}_mean", torch.zeros(G, H))
+            self.register_buffer(f"bn{l}_var", torch.ones(G, H))
+        self.head_weight, self.head_bias = empty(G, H, 2 * H), empty(G, H)
+        self.head_edge_weight = empty(G, De, H) if De > 0 else None
+        self.out_weight, self.out_bias = empty(G, H), empty(G)
+        self.reset_parameters(seed)
+
+    @torch.no_grad()
+    def reset_parameters(self, seed: Optional[int] = None):
+        """Xavier-uniform weights (each group drawn independently), zero biases, identity batch norm."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        H = self.hidden
+
+        def xavier(t: Tensor, fan_in: int, fan_out: int):
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            t.copy_(torch.rand(t.shape, generator=gen, dtype=torch.float64) * 2 * bound - bound)
+
+        xavier(self.lin_weight, self.node_dim, H)
+        for l in range(self.num_layers):
+            xavier(getattr(self, f"conv{l}_weight"), H, H)
+            getattr(self, f"conv{l}_bias").zero_()
+            getattr(self, f"bn{l}_weight").fill_(1.0)
+            getattr(self, f"bn{l}_bias").zero_()
+            getattr(self, f"bn{l}_mean").zero_()
+            getattr(self, f"bn{l}_var").fill_(1.0)
+        fan_in = 2 * H + self.edge_dim  # one Linear(2H + D_e -> H), split by input rows
+        xavier(self.head_weight, fan_in, H)
+        if self.head_edge_weight is not None:
+            xavier(self.head_edge_weight, fan_in, H)
+        xavier(self.out_weight, H, 1)
+        for b in (self.lin_bias, self.head_bias, self.out_bias):
+            b.zero_()
+
+    def params(self) -> Params:
+        return dict(self.named_parameters())
+
+    def stats(self) -> Params:
+        return dict(self.named_buffers())
+
+    @torch.no_grad()
+    def gather(self, group: Tensor) -> tuple[Params, Params]:
+        """Per-instance copies: ``{name: param[group]}`` as fresh leaves requiring grad (``[B, ...]``),
+        and the matching batch-norm running statistics."""
+        params = {k: v.index_select(0, group).requires_grad_() for k, v in self.params().items()}
+        stats = {k: v.index_select(0, group) for k, v in self.stats().items()}
+        return params, stats
+
+
+def encode(p: Params, stats: Params, x: Tensor, edge_index: Tensor, norm: Tensor, nodes, bn_mode: str) -> Tensor:
+    """Node embeddings ``z [N, H]``. ``nodes`` is a grouping (:mod:`.grouped`) of the N rows, ``norm [E]``
+    the normalized adjacency values (:func:`.propagate.gcn_norm`), ``bn_mode`` as in
+    :meth:`GroupSlices.batch_norm`."""
+    H = p["lin_bias"].size(-1)
+    h = F.relu(nodes.linear(x, p["lin_weight"], p["lin_bias"]))
+    layer = 0
+    while f"conv{layer}_weight" in p:
+        hw = nodes.linear(h, p[f"conv{layer}_weight"], F.pad(p[f"conv{layer}_bias"], (H, 0)))
+        h = F.relu(propagate(hw[:, :H], edge_index, norm) + hw[:, H:])  # conv act; ReLU∘ReLU = ReLU
+        h = nodes.batch_norm(h, p[f"bn{layer}_weight"], p[f"bn{layer}_bias"],
+                             stats[f"bn{layer}_mean"], stats[f"bn{layer}_var"], bn_mode)
+        layer += 1
+    return h
+
+
+def score(p: Params, z: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], nodes, edges,
+          edge_group: Optional[Tensor]) -> Tensor:
+    """Edge scores ``α [E] = out(tanh(W_src z_i + W_dst z_j + W_e a_ij + b)) + c`` by each edge's group."""
+    H = p["head_bias"].size(-1)
+    proj = nodes.linear(z, p["head_weight"], F.pad(p["head_bias"], (0, H)))
+    edge_term = None
+    if "head_edge_weight" in p:
+        if edge_attr is None:
+            raise ValueError("StackedAttributors: edge_dim > 0 but the graphs have no edge_attr")
+        edge_term = edges.linear(edge_attr.to(z.dtype), p["head_edge_weight"])
+    return edge_score(proj[:, :H], proj[:, H:], edge_index, p["out_weight"], p["out_bias"], edge_term, edge_group)

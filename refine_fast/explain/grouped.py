@@ -1,0 +1,77 @@
+"""Linear and batch-norm layers whose parameters carry a leading group axis ``G``.
+
+Rows (nodes or edges) are assigned to groups in one of two layouts:
+
+* :class:`GroupSlices` — rows sorted by group, group g owns ``rows[bounds[g]:bounds[g+1]]``; one matmul
+  per group (a short Python loop over the few classes; used in pre-training, G = number of classes);
+* :class:`PaddedGroups` — B groups of at most M rows in a padded ``[B*M, F]`` layout; one batched
+  matmul for all groups (used in fine-tuning, one group per explained instance).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["GroupSlices", "PaddedGroups"]
+
+
+class GroupSlices:
+    """Rows sorted by group; ``bounds`` (``G+1`` Python ints) delimit the groups."""
+
+    def __init__(self, bounds: Sequence[int]):
+        self.bounds = [int(b) for b in bounds]
+        self.spans = [(g, s, e) for g, (s, e) in enumerate(zip(self.bounds[:-1], self.bounds[1:])) if e > s]
+
+    def linear(self, x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+        """``x [R, F] @ weight[g] [F, H] + bias[g] [H]`` for each row's group -> ``[R, H]``."""
+        parts = [x[s:e] @ weight[g] if bias is None else torch.addmm(bias[g], x[s:e], weight[g])
+                 for g, s, e in self.spans]
+        if not parts:
+            return x.new_zeros(x.size(0), weight.size(-1))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def batch_norm(self, h: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, var: Tensor,
+                   mode: str, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+        """Batch norm per group. ``mode``: ``'train'`` (group batch statistics, running statistics
+        updated in place), ``'batch'`` (batch statistics, no update) or ``'eval'`` (running statistics).
+        A group with a single row uses its running statistics."""
+        parts = []
+        for g, s, e in self.spans:
+            use_batch = mode != "eval" and e - s > 1
+            keep = mode == "train" or not use_batch
+            parts.append(F.batch_norm(h[s:e], mean[g] if keep else None, var[g] if keep else None,
+                                      weight[g], bias[g], use_batch, momentum, eps))
+        if not parts:
+            return h
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class PaddedGroups:
+    """B groups with at most M rows each. Without ``rows`` the inputs are already padded ``[B*M, F]``;
+    with ``rows`` (int64 ``[R]``, padded position of each compact row) inputs and outputs are compact."""
+
+    def __init__(self, num_groups: int, max_rows: int, rows: Optional[Tensor] = None):
+        self.B, self.M, self.rows = int(num_groups), int(max_rows), rows
+
+    def linear(self, x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+        """``x @ weight[b] + bias[b]`` with ``weight [B, F, H]``, ``bias [B, H]``."""
+        if self.rows is not None:
+            x = x.new_zeros(self.B * self.M, x.size(1)).index_copy(0, self.rows, x)
+        xb = x.view(self.B, self.M, -1)
+        out = torch.bmm(xb, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), xb, weight)
+        out = out.view(self.B * self.M, -1)
+        return out if self.rows is None else out.index_select(0, self.rows)
+
+    def batch_norm(self, h: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, var: Tensor,
+                   mode: str = "eval", momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+        """Eval-mode batch norm with each group's own running statistics (``[B, H]`` each)."""
+        if mode != "eval":
+            raise ValueError(f"PaddedGroups.batch_norm: only mode='eval' is supported, got {mode!r}")
+        scale = weight * torch.rsqrt(var + eps)
+        shift = bias - mean * scale
+        if self.rows is not None:
+            raise ValueError("PaddedGroups.batch_norm: expects the padded layout (rows=None)")
+        return torch.addcmul(shift.unsqueeze(1), h.view(self.B, self.M, -1), scale.unsqueeze(1)).view_as(h)

@@ -1,0 +1,159 @@
+"""Graphs packed into flat tensors once, so batches are gathered by index without re-collating."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["GraphBatch", "GraphPack", "KEY_STRIDE"]
+
+KEY_STRIDE = 2**32
+"""Noise key of edge e of graph g: ``g * KEY_STRIDE + e`` (e = index of the edge inside its graph)."""
+
+
+@dataclass
+class GraphBatch:
+    """B graphs with nodes and edges contiguous per graph, in batch order.
+
+    x ``[N, D]``, edge_index ``[2, E]`` (batch node ids), edge_attr ``[E, D_e]`` or None,
+    node_ptr / edge_ptr ``[B+1]``, batch ``[N]`` and edge_batch ``[E]`` (graph of each node / edge),
+    key ``[E]`` int64 noise keys.
+    """
+
+    x: Tensor
+    edge_index: Tensor
+    edge_attr: Optional[Tensor]
+    node_ptr: Tensor
+    edge_ptr: Tensor
+    batch: Tensor
+    edge_batch: Tensor
+    key: Tensor
+
+    @property
+    def num_graphs(self) -> int:
+        return self.node_ptr.numel() - 1
+
+    @property
+    def num_nodes(self) -> int:
+        return self.x.size(0)
+
+    @property
+    def num_edges(self) -> int:
+        return self.edge_index.size(1)
+
+
+def _ranges(start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+    """Concatenated ``arange(start[i], start[i] + count[i])`` and the output offsets ``[B+1]``."""
+    out_ptr = torch.zeros(count.numel() + 1, dtype=torch.long, device=count.device)
+    torch.cumsum(count, 0, out=out_ptr[1:])
+    total = int(out_ptr[-1])
+    shift = torch.repeat_interleave(start - out_ptr[:-1], count, output_size=total)
+    return torch.arange(total, device=count.device) + shift, out_ptr
+
+
+class GraphPack:
+    """A sequence of PyG ``Data`` graphs stored as flat tensors.
+
+    Keeps ``x``, ``edge_index`` (graph-local node ids), ``edge_attr`` (2-D, optional) and the
+    per-graph offsets; ``take(index)`` builds a :class:`GraphBatch` with a few vectorized gathers.
+    ``graph_ids[i]`` (default ``i``) names graph i in the noise keys.
+    """
+
+    def __init__(self, graphs: Sequence, graph_ids: Optional[Sequence[int]] = None, device=None):
+        graphs = list(graphs)
+        if not graphs:
+            raise ValueError("GraphPack: graphs must not be empty")
+        has_attr = [getattr(g, "edge_attr", None) is not None for g in graphs]
+        if any(has_attr) and not all(has_attr):
+            raise ValueError("GraphPack: either every graph or no graph must have edge_attr")
+        xs, eis, attrs, n_nodes, n_edges = [], [], [], [], []
+        for i, g in enumerate(graphs):
+            if g.x is None:
+                raise ValueError(f"GraphPack: graph {i} has no node features x")
+            ei = g.edge_index
+            if ei.dim() != 2 or ei.size(0) != 2:
+                raise ValueError(f"GraphPack: graph {i}: edge_index must have shape [2, E], got {tuple(ei.shape)}")
+            n = g.x.size(0)
+            if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
+                raise ValueError(f"GraphPack: graph {i}: edge_index out of range for {n} nodes")
+            xs.append(g.x)
+            eis.append(ei.long())
+            n_nodes.append(n)
+            n_edges.append(ei.size(1))
+            if has_attr[0]:
+                a = g.edge_attr
+                attrs.append(a.view(-1, 1) if a.dim() == 1 else a)
+        device = torch.device(device) if device is not None else xs[0].device
+        self.x = torch.cat(xs).to(device)
+        self.edge_index = torch.cat(eis, 1).to(device)
+        self.edge_attr = torch.cat(attrs).to(device) if attrs else None
+        self.num_nodes = torch.tensor(n_nodes, dtype=torch.long, device=device)
+        self.num_edges = torch.tensor(n_edges, dtype=torch.long, device=device)
+        self.node_ptr = torch.cat([self.num_nodes.new_zeros(1), self.num_nodes.cumsum(0)])
+        self.edge_ptr = torch.cat([self.num_edges.new_zeros(1), self.num_edges.cumsum(0)])
+        ids = range(len(graphs)) if graph_ids is None else graph_ids
+        self.graph_ids = torch.as_tensor(list(ids), dtype=torch.long, device=device)
+        if self.graph_ids.numel() != len(graphs):
+            raise ValueError(f"GraphPack: graph_ids has {self.graph_ids.numel()} entries for {len(graphs)} graphs")
+        if self.graph_ids.numel() and (int(self.graph_ids.min()) < 0 or int(self.graph_ids.max()) >= 2**31):
+            raise ValueError("GraphPack: graph_ids must be in [0, 2**31)")
+
+    @classmethod
+    def from_batch(cls, x: Tensor, edge_index: Tensor, batch: Optional[Tensor] = None,
+                   edge_attr: Optional[Tensor] = None, graph_ids: Optional[Sequence[int]] = None) -> "GraphPack":
+        """Pack a PyG-style mini-batch (nodes sorted by ``batch``) without splitting it in Python.
+        Edges are reordered by graph (stable); ``pack.edge_order [E]`` maps pack edges to input edges."""
+        if batch is None:
+            batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+        if batch.numel() != x.size(0):
+            raise ValueError(f"GraphPack.from_batch: batch has {batch.numel()} entries for {x.size(0)} nodes")
+        if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
+            raise ValueError("GraphPack.from_batch: nodes must be sorted by batch")
+        if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= x.size(0)):
+            raise ValueError("GraphPack.from_batch: edge_index out of range")
+        B = int(batch.max()) + 1 if batch.numel() else 0
+        self = cls.__new__(cls)
+        self.num_nodes = torch.bincount(batch, minlength=B)
+        self.node_ptr = torch.cat([self.num_nodes.new_zeros(1), self.num_nodes.cumsum(0)])
+        edge_graph = batch[edge_index[0]]
+        self.edge_order = torch.argsort(edge_graph, stable=True)
+        ei = edge_index[:, self.edge_order].long()
+        self.edge_index = ei - self.node_ptr[:-1][edge_graph[self.edge_order]]
+        self.num_edges = torch.bincount(edge_graph, minlength=B)
+        self.edge_ptr = torch.cat([self.num_edges.new_zeros(1), self.num_edges.cumsum(0)])
+        self.x = x
+        if edge_attr is not None:
+            edge_attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
+            edge_attr = edge_attr[self.edge_order]
+        self.edge_attr = edge_attr
+        ids = range(B) if graph_ids is None else graph_ids
+        self.graph_ids = torch.as_tensor(list(ids), dtype=torch.long, device=x.device)
+        return self
+
+    def __len__(self) -> int:
+        return self.num_nodes.numel()
+
+    def take(self, index: Tensor) -> GraphBatch:
+        """Graphs ``index`` (int64 ``[B]``) as one batch, in that order."""
+        index = index.to(self.num_nodes.device)
+        nn_, ne = self.num_nodes[index], self.num_edges[index]
+        node_rows, node_ptr = _ranges(self.node_ptr[index], nn_)
+        edge_rows, edge_ptr = _ranges(self.edge_ptr[index], ne)
+        arange = torch.arange(index.numel(), device=index.device)
+        batch = torch.repeat_interleave(arange, nn_, output_size=node_rows.numel())
+        edge_batch = torch.repeat_interleave(arange, ne, output_size=edge_rows.numel())
+        edge_index = self.edge_index[:, edge_rows] + node_ptr[:-1][edge_batch]
+        local = torch.arange(edge_rows.numel(), device=index.device) - edge_ptr[:-1][edge_batch]
+        key = self.graph_ids[index][edge_batch] * KEY_STRIDE + local
+        return GraphBatch(
+            x=self.x[node_rows],
+            edge_index=edge_index,
+            edge_attr=None if self.edge_attr is None else self.edge_attr[edge_rows],
+            node_ptr=node_ptr,
+            edge_ptr=edge_ptr,
+            batch=batch,
+            edge_batch=edge_batch,
+            key=key,
+        )

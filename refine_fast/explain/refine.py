@@ -1,0 +1,145 @@
+"""ReFine: class-wise pre-trained attributors, fine-tuned per instance in batches."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .attributor import StackedAttributors
+from .config import ReFineConfig
+from .fine_tune import fine_tune
+from .packing import GraphPack
+from .pretrain import pretrain
+from .target import TargetModel
+
+__all__ = ["ReFine"]
+
+_FORMAT = 1
+
+
+class ReFine:
+    """Multi-grained explanations for a PyG graph classifier ``model``.
+
+    ``model(x, edge_index, batch=batch[, edge_attr=...])`` must return graph logits ``[B, num_classes]``
+    (raw or log-probabilities). ``node_dim`` / ``edge_dim`` are the feature sizes the attributors read
+    (``edge_dim=0``: ignore edge features). Hyper-parameters come from ``config``
+    (:class:`ReFineConfig`, e.g. ``ReFineConfig.for_dataset('ba3')``), with ``hidden`` and any
+    ``**overrides`` applied on top. ``seed`` initializes the attributors.
+
+    Variants: ReFine (default), ReFine-FT (``explain(steps=0)``), ReFine-CT (``gamma=0``),
+    PGExplainer-equivalent (``class_wise=False, gamma=0`` and ``explain(steps=0)``).
+    """
+
+    def __init__(self, model: torch.nn.Module, num_classes: int, node_dim: int, edge_dim: int = 0,
+                 hidden: Optional[int] = None, config: Optional[ReFineConfig] = None, seed: int = 0,
+                 use_edge_attr: Optional[bool] = None, **overrides):
+        config = config or ReFineConfig()
+        if hidden is not None:
+            overrides["hidden"] = hidden
+        self.config = config.replace(**overrides) if overrides else config
+        if int(num_classes) < 1:
+            raise ValueError(f"ReFine: num_classes must be >= 1, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.target = TargetModel(model, use_edge_attr)
+        groups = self.num_classes if self.config.class_wise else 1
+        self.attributors = StackedAttributors(groups, node_dim, edge_dim, self.config.hidden,
+                                              self.config.num_layers, seed=seed)
+        self.attributors.eval()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.target.model
+
+    def to(self, *args, **kwargs) -> "ReFine":
+        """Move / cast the attributors (``refine.to(torch.float64)``, ``refine.to('cuda')``)."""
+        self.attributors.to(*args, **kwargs)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.attributors.lin_weight.device
+
+    def _prepare(self, graphs, graph_ids=None, batch_size: int = 256, classes=None):
+        """Pack graphs; full-graph softmax ``[n, C]``, predicted (or given) class and attributor group."""
+        pack = graphs if isinstance(graphs, GraphPack) else GraphPack(graphs, graph_ids, device=self.device)
+        with self.target.frozen():
+            logits = self.target.predict(pack, batch_size)
+        if logits.size(1) != self.num_classes:
+            raise ValueError(f"ReFine: the model returns {logits.size(1)} classes, expected {self.num_classes}")
+        probs = torch.softmax(logits.to(self.attributors.lin_weight.dtype), dim=-1)
+        cls = logits.argmax(-1) if classes is None else torch.as_tensor(classes, dtype=torch.long, device=self.device).view(-1)
+        if cls.numel() != len(pack) or (cls.numel() and (int(cls.min()) < 0 or int(cls.max()) >= self.num_classes)):
+            raise ValueError(f"ReFine: classes must be {len(pack)} class ids in [0, {self.num_classes})")
+        groups = cls if self.config.class_wise else torch.zeros_like(cls)
+        return pack, probs, cls, groups
+
+    def pretrain(self, dataset: Sequence, epochs: Optional[int] = None, batch_size: Optional[int] = None,
+                 seed: int = 0, val_dataset: Optional[Sequence] = None, progress: bool = True) -> Dict[str, list]:
+        """Pre-train the attributors on ``dataset`` (PyG ``Data`` graphs; labels are not used — each
+        graph is explained for the model's predicted class). Defaults from the config.
+        Returns the per-epoch history (see :func:`refine_fast.explain.pretrain.pretrain`)."""
+        epochs = self.config.epochs if epochs is None else int(epochs)
+        batch_size = self.config.batch_size if batch_size is None else int(batch_size)
+        pack, probs, cls, groups = self._prepare(dataset, batch_size=batch_size)
+        val = None
+        if val_dataset is not None:
+            vpack, vprobs, vcls, vgroups = self._prepare(list(val_dataset), batch_size=batch_size)
+            val = (vpack, vgroups, vcls, vprobs)
+        with self.target.frozen():
+            return pretrain(self.attributors, self.target, pack, groups, cls, probs, self.config,
+                            epochs=epochs, batch_size=batch_size, seed=seed, val=val, progress=progress)
+
+    def explain(self, graphs: Sequence, ratio: Optional[float] = None, steps: Optional[int] = None,
+                lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None,
+                graph_ids: Optional[Sequence[int]] = None, progress: bool = True,
+                classes: Optional[Union[Sequence[int], Tensor]] = None) -> List[Tensor]:
+        """Edge importances, one ``[E_g]`` tensor per graph in input order.
+
+        Fine-tunes a copy of the attributor of each graph's predicted class (or ``classes``) for
+        ``steps`` Adam steps (lr ``lr``) at selection ratio ``ratio``; defaults from the config
+        (``ratio``, ``fine_tune_steps``, ``fine_tune_lr``, ``batch_size``). ``steps=0`` = ReFine-FT.
+        ``graph_ids`` (default ``0..n-1``) name the graphs in the noise keys: the same id and ``seed``
+        give the same explanation whatever the batch."""
+        ratio = self.config.ratio if ratio is None else ratio
+        steps = self.config.fine_tune_steps if steps is None else int(steps)
+        lr = self.config.fine_tune_lr if lr is None else float(lr)
+        batch_size = self.config.batch_size if batch_size is None else int(batch_size)
+        if not 0.0 < float(ratio) <= 1.0:
+            raise ValueError(f"ReFine.explain: ratio must be in (0, 1], got {ratio}")
+        if steps < 0 or batch_size < 1:
+            raise ValueError(f"ReFine.explain: steps must be >= 0 and batch_size >= 1, got {steps}, {batch_size}")
+        if not isinstance(graphs, GraphPack):
+            graphs = list(graphs)
+        if len(graphs) == 0:
+            return []
+        pack, probs, _, groups = self._prepare(graphs, graph_ids, batch_size, classes)
+        with self.target.frozen():
+            out = fine_tune(self.attributors, self.target, pack, groups, probs, self.config, ratio=float(ratio),
+                            steps=steps, lr=lr, seed=seed, batch_size=batch_size, progress=progress)
+        return [o.detach() for o in out]
+
+    def state(self) -> dict:
+        """Everything :meth:`load` needs, as tensors and plain Python types."""
+        a = self.attributors
+        return {"format": _FORMAT, "config": self.config.to_dict(), "num_classes": self.num_classes,
+                "node_dim": a.node_dim, "edge_dim": a.edge_dim, "use_edge_attr": self.target.use_edge_attr,
+                "state_dict": {k: v.detach().cpu() for k, v in a.state_dict().items()}}
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Write weights and config; loadable with ``torch.load(path, weights_only=True)``."""
+        torch.save(self.state(), str(path))
+
+    @classmethod
+    def load(cls, path: Union[str, Path], model: torch.nn.Module, map_location=None) -> "ReFine":
+        """Rebuild a saved ReFine around the target ``model``."""
+        state = torch.load(str(path), map_location=map_location or "cpu", weights_only=True)
+        if state.get("format") != _FORMAT:
+            raise ValueError(f"ReFine.load: {path} is not a refine_fast ReFine file (format {state.get('format')})")
+        refine = cls(model, state["num_classes"], state["node_dim"], state["edge_dim"],
+                     config=ReFineConfig.from_dict(state["config"]), use_edge_attr=state["use_edge_attr"])
+        sd = state["state_dict"]
+        refine.attributors.to(sd["lin_weight"].dtype)
+        refine.attributors.load_state_dict(sd)
+        return refine

@@ -1,0 +1,78 @@
+"""The explained classifier as a black box: logits of batched graphs, optionally under an edge mask."""
+from __future__ import annotations
+
+import inspect
+from contextlib import contextmanager
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+
+from .packing import GraphBatch, GraphPack
+
+__all__ = ["TargetModel"]
+
+
+class TargetModel:
+    """Calls ``model(x, edge_index, batch=batch[, edge_attr=edge_attr])`` -> logits ``[B, C]``.
+
+    ``edge_attr`` is passed when the model's ``forward`` has an ``edge_attr`` parameter (override with
+    ``use_edge_attr``). An edge mask ``[E]`` is applied to every ``MessagePassing`` layer with PyG's
+    explain hook (``set_masks(..., apply_sigmoid=False)``), i.e. each message is multiplied by it.
+    Raw logits and log-probabilities both work: only their softmax / log-softmax are used.
+    """
+
+    def __init__(self, model: torch.nn.Module, use_edge_attr: Optional[bool] = None):
+        self.model = model
+        if use_edge_attr is None:
+            params = inspect.signature(model.forward).parameters
+            use_edge_attr = "edge_attr" in params
+        self.use_edge_attr = use_edge_attr
+
+    def __call__(self, x: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
+                 edge_attr: Optional[Tensor] = None, edge_mask: Optional[Tensor] = None) -> Tensor:
+        kwargs = {"batch": batch}
+        if self.use_edge_attr and edge_attr is not None:
+            kwargs["edge_attr"] = edge_attr
+        if edge_mask is None:
+            out = self.model(x, edge_index, **kwargs)
+        else:
+            set_masks(self.model, edge_mask, edge_index, apply_sigmoid=False)
+            try:
+                out = self.model(x, edge_index, **kwargs)
+            finally:
+                clear_masks(self.model)
+        if out.dim() != 2 or out.size(0) != num_graphs:
+            raise ValueError(
+                f"TargetModel: the model must return graph-level logits of shape [{num_graphs}, C], "
+                f"got {tuple(out.shape)}")
+        return out
+
+    def on(self, b: GraphBatch, edge_mask: Optional[Tensor] = None) -> Tensor:
+        """Logits ``[B, C]`` of a whole :class:`GraphBatch`."""
+        return self(b.x, b.edge_index, b.batch, b.num_graphs, b.edge_attr, edge_mask)
+
+    @contextmanager
+    def frozen(self):
+        """Eval mode and no parameter gradients inside the block; the previous state is restored."""
+        was_training = self.model.training
+        flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        self.model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        try:
+            yield self
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
+            self.model.train(was_training)
+
+    @torch.no_grad()
+    def predict(self, pack: GraphPack, batch_size: int = 256) -> Tensor:
+        """Full-graph logits ``[len(pack), C]`` (call inside :meth:`frozen`)."""
+        outs = []
+        for start in range(0, len(pack), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(pack)), device=pack.x.device)
+            outs.append(self.on(pack.take(index)))
+        return torch.cat(outs)

@@ -1,0 +1,339 @@
+"""The paper's evaluation protocol, vectorized over a whole batch of graphs.
+
+Importances are edge scores, one ``[E_g]`` tensor per graph (input order) or one flat ``[E]`` tensor
+with CSR offsets ``ptr [B + 1]``. Every metric works on all graphs at once: per-graph top-k selection is
+one stable sort, all explanation subgraphs of a ratio form one batch, and the model is called once per
+ratio.
+
+- **ACC@ρ** — each graph keeps its top ``k_g = max(ceil(ρ·E_g), 1)`` edges (ties go to the lower edge
+  index; ``ceil`` ignores float noise below 1e-9, so 0.7·10 keeps 7 edges), nodes left without an edge
+  are dropped and the rest relabeled (graphs without edges keep their nodes). A graph scores 1 when
+  the prediction on this subgraph equals the full-graph prediction. **ACC-AUC** is the mean over
+  ρ ∈ {0.1, …, 1.0}.
+- **Recall@N** — |top-N ∩ ground truth| / |ground truth|, averaged over graphs with ground truth; its
+  ceiling is the mean of ``min(N, |gt|) / |gt|``.
+- **Edge AUROC** — AUROC of the importances against the ground truth (ties count ½), reported per graph
+  (mean over graphs with both classes of edges) and pooled over all edges of all graphs.
+- **Fidelity±** on hard subgraphs (PyG's ``fidelity`` masks softly): fid- = 1 − ACC@ρ on the
+  explanation subgraph above; fid+ = 1 − agreement on the complement, i.e. the graph with its top-ρ
+  edges removed (all nodes kept).
+- The paper's filter: the evaluation set is the graphs whose full-graph prediction equals ``y``
+  (:func:`correct_subset`, which also reports the counts).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+
+__all__ = [
+    "GraphBatch", "flatten_importances", "num_kept", "topk_edge_mask", "edge_subgraph", "predict",
+    "acc_at_ratio", "acc_auc", "fidelity", "recall_at_n", "edge_auroc", "correct_subset",
+    "evaluate_explanations", "DEFAULT_RATIOS",
+]
+
+DEFAULT_RATIOS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
+Importances = Union[Sequence[Tensor], Tensor]
+
+
+@dataclass
+class GraphBatch:
+    """All evaluated graphs as one disjoint union: ``x [N, F]``, ``edge_index [2, E]`` (global ids,
+    edges of a graph contiguous), ``edge_attr [E, D] | None``, ``batch [N]``, ``edge_ptr [B + 1]``,
+    ``y [B]``, ``edge_gt`` bool ``[E] | None``."""
+    x: Tensor
+    edge_index: Tensor
+    edge_attr: Optional[Tensor]
+    batch: Tensor
+    edge_ptr: Tensor
+    y: Tensor
+    edge_gt: Optional[Tensor]
+
+    @property
+    def num_graphs(self) -> int:
+        return self.edge_ptr.numel() - 1
+
+    @property
+    def edge_batch(self) -> Tensor:
+        """Graph of each edge ``[E]``."""
+        counts = self.edge_ptr.diff()
+        return torch.repeat_interleave(torch.arange(self.num_graphs, device=counts.device), counts)
+
+    @classmethod
+    def of(cls, graphs: Union["GraphBatch", Batch, Sequence[Data]]) -> "GraphBatch":
+        """From a list/dataset of ``Data`` or a PyG ``Batch``."""
+        if isinstance(graphs, GraphBatch):
+            return graphs
+        batch = graphs if isinstance(graphs, Batch) else Batch.from_data_list(list(graphs))
+        num_graphs = batch.num_graphs
+        edge_graph = batch.batch[batch.edge_index[0]]
+        if edge_graph.numel() and bool((edge_graph.diff() < 0).any()):
+            raise ValueError("GraphBatch: the edges of each graph must be contiguous")
+        counts = torch.bincount(edge_graph, minlength=num_graphs)
+        edge_ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        edge_gt = batch.get("edge_gt")
+        return cls(x=batch.x, edge_index=batch.edge_index, edge_attr=batch.get("edge_attr"),
+                   batch=batch.batch, edge_ptr=edge_ptr, y=batch.y.view(-1),
+                   edge_gt=None if edge_gt is None else edge_gt.bool())
+
+
+def flatten_importances(importances: Importances, edge_ptr: Tensor, ptr: Optional[Tensor] = None) -> Tensor:
+    """One flat ``[E]`` float tensor from a list of ``[E_g]`` tensors or from ``(flat, ptr)``,
+    checked against the graphs' ``edge_ptr``."""
+    if isinstance(importances, Tensor):
+        flat = importances.reshape(-1)
+        if ptr is not None and not torch.equal(ptr.to(edge_ptr.device), edge_ptr):
+            raise ValueError("importances: ptr does not match the graphs' edge counts")
+    else:
+        importances = list(importances)
+        if len(importances) != edge_ptr.numel() - 1:
+            raise ValueError(f"importances: expected {edge_ptr.numel() - 1} tensors (one per graph), "
+                             f"got {len(importances)}")
+        sizes = torch.tensor([t.numel() for t in importances])
+        if not torch.equal(sizes, edge_ptr.diff().cpu()):
+            bad = int((sizes != edge_ptr.diff().cpu()).nonzero()[0])
+            raise ValueError(f"importances: graph {bad} has {int(edge_ptr.diff()[bad])} edges but "
+                             f"{int(sizes[bad])} importances")
+        flat = torch.cat([t.reshape(-1) for t in importances]) if importances else torch.zeros(0)
+    if flat.numel() != int(edge_ptr[-1]):
+        raise ValueError(f"importances: expected {int(edge_ptr[-1])} values, got {flat.numel()}")
+    return flat.to(edge_ptr.device).float()
+
+
+def _segment_rank(values: Tensor, edge_ptr: Tensor, descending: bool = True) -> Tensor:
+    """Rank ``[E]`` (0 = first) of every edge inside its graph; ties broken by the lower index."""
+    edge_batch = torch.repeat_interleave(torch.arange(edge_ptr.numel() - 1, device=values.device),
+                                         edge_ptr.diff())
+    order = torch.sort(values, descending=descending, stable=True).indices
+    order = order[torch.sort(edge_batch[order], stable=True).indices]
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=values.device) - edge_ptr[edge_batch[order]]
+    return rank
+
+
+def num_kept(num_edges: Tensor, ratio: float) -> Tensor:
+    """``max(ceil(ρ·E_g), 1)`` per graph (0 for a graph without edges)."""
+    k = torch.ceil(num_edges.double() * ratio - 1e-9).long().clamp(min=1)
+    return torch.minimum(k, num_edges)
+
+
+def topk_edge_mask(importance: Tensor, edge_ptr: Tensor, ratio: float) -> Tensor:
+    """Bool ``[E]``: the top ``max(ceil(ρ·E_g), 1)`` edges of every graph by importance."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"topk_edge_mask: ratio must be in (0, 1], got {ratio}")
+    rank = _segment_rank(importance, edge_ptr)
+    k = num_kept(edge_ptr.diff(), ratio)
+    counts = edge_ptr.diff()
+    edge_batch = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+    return rank < k[edge_batch]
+
+
+def edge_subgraph(graphs: GraphBatch, keep_edge: Tensor, drop_isolated: bool = True
+                  ) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
+    """``(x, edge_index, edge_attr, batch)`` of the kept edges. With ``drop_isolated`` the nodes left
+    without a kept edge are removed and the others relabeled; a graph with no kept edge keeps all its
+    nodes, so every graph still has an output row."""
+    edge_index = graphs.edge_index[:, keep_edge]
+    edge_attr = None if graphs.edge_attr is None else graphs.edge_attr[keep_edge]
+    if not drop_isolated:
+        return graphs.x, edge_index, edge_attr, graphs.batch
+    keep = torch.zeros(graphs.x.size(0), dtype=torch.bool, device=keep_edge.device)
+    keep[edge_index.reshape(-1)] = True
+    has_edge = torch.zeros(graphs.num_graphs, dtype=torch.bool, device=keep_edge.device)
+    has_edge[graphs.edge_batch[keep_edge]] = True
+    keep |= ~has_edge[graphs.batch]
+    new_id = torch.cumsum(keep, 0) - 1
+    return graphs.x[keep], new_id[edge_index], edge_attr, graphs.batch[keep]
+
+
+def _accepts_edge_attr(model: torch.nn.Module) -> bool:
+    return "edge_attr" in inspect.signature(model.forward).parameters
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor],
+            batch: Tensor, num_graphs: int) -> Tensor:
+    """Predicted class ``[B]`` from one model call on a batch (model in eval mode)."""
+    kwargs = {"batch": batch}
+    if edge_attr is not None and _accepts_edge_attr(model):
+        kwargs["edge_attr"] = edge_attr
+    out = model(x, edge_index, **kwargs)
+    if out.dim() != 2 or out.size(0) != num_graphs:
+        raise ValueError(f"predict: the model must return logits [{num_graphs}, C], got {tuple(out.shape)}")
+    return out.argmax(-1)
+
+
+def _full_prediction(model: torch.nn.Module, graphs: GraphBatch) -> Tensor:
+    return predict(model, graphs.x, graphs.edge_index, graphs.edge_attr, graphs.batch, graphs.num_graphs)
+
+
+def _agreement(model, graphs: GraphBatch, keep_edge: Tensor, full: Tensor, drop_isolated: bool) -> Tensor:
+    x, edge_index, edge_attr, batch = edge_subgraph(graphs, keep_edge, drop_isolated)
+    return predict(model, x, edge_index, edge_attr, batch, graphs.num_graphs) == full
+
+
+def _acc_curve(model: torch.nn.Module, graphs: GraphBatch, importance: Tensor,
+               ratios: Sequence[float]) -> Tensor:
+    """Bool ``[R, B]``: does graph b keep its full-graph prediction on its top-ρ_r subgraph."""
+    was_training = model.training
+    model.eval()
+    try:
+        full = _full_prediction(model, graphs)
+        return torch.stack([
+            _agreement(model, graphs, topk_edge_mask(importance, graphs.edge_ptr, r), full, True)
+            for r in ratios]) if len(ratios) else full.new_zeros(0, graphs.num_graphs, dtype=torch.bool)
+    finally:
+        model.train(was_training)
+
+
+def _mean(hit: Tensor) -> float:
+    return float(hit.float().mean()) if hit.numel() else float("nan")
+
+
+def acc_at_ratio(model: torch.nn.Module, graphs, importances: Importances, ratio: float,
+                 ptr: Optional[Tensor] = None, per_graph: bool = False) -> Union[float, Tensor]:
+    """ACC@ρ: fraction of graphs whose top-ρ subgraph keeps the full-graph prediction
+    (``per_graph``: the bool ``[B]`` instead)."""
+    graphs = GraphBatch.of(graphs)
+    importance = flatten_importances(importances, graphs.edge_ptr, ptr)
+    hit = _acc_curve(model, graphs, importance, [ratio])[0]
+    return hit if per_graph else _mean(hit)
+
+
+def acc_auc(model: torch.nn.Module, graphs, importances: Importances,
+            ratios: Sequence[float] = DEFAULT_RATIOS, ptr: Optional[Tensor] = None) -> Dict[str, object]:
+    """``{"acc_auc": mean ACC@ρ, "acc": {ρ: ACC@ρ}}`` — one model call per ratio (plus one for the
+    full graphs)."""
+    graphs = GraphBatch.of(graphs)
+    importance = flatten_importances(importances, graphs.edge_ptr, ptr)
+    hit = _acc_curve(model, graphs, importance, list(ratios))
+    acc = {float(r): _mean(h) for r, h in zip(ratios, hit)}
+    return {"acc_auc": sum(acc.values()) / len(acc), "acc": acc}
+
+
+def fidelity(model: torch.nn.Module, graphs, importances: Importances, ratio: float,
+             ptr: Optional[Tensor] = None) -> Tuple[float, float]:
+    """``(fid+, fid-)`` of the hard top-ρ explanations (see the module docstring)."""
+    was_training = model.training
+    model.eval()
+    try:
+        graphs = GraphBatch.of(graphs)
+        importance = flatten_importances(importances, graphs.edge_ptr, ptr)
+        top = topk_edge_mask(importance, graphs.edge_ptr, ratio)
+        full = _full_prediction(model, graphs)
+        keep_minus = _agreement(model, graphs, top, full, drop_isolated=True)
+        keep_plus = _agreement(model, graphs, ~top, full, drop_isolated=False)
+    finally:
+        model.train(was_training)
+    return 1.0 - float(keep_plus.float().mean()), 1.0 - float(keep_minus.float().mean())
+
+
+def _require_gt(graphs: GraphBatch) -> Tensor:
+    if graphs.edge_gt is None:
+        raise ValueError("the graphs have no edge_gt (per-edge ground truth)")
+    return graphs.edge_gt
+
+
+def recall_at_n(graphs, importances: Importances, n: int = 5, ptr: Optional[Tensor] = None
+                ) -> Dict[str, float]:
+    """``{"recall", "ceiling", "num_graphs"}`` of Recall@N over the graphs with ground-truth edges."""
+    graphs = GraphBatch.of(graphs)
+    gt = _require_gt(graphs)
+    importance = flatten_importances(importances, graphs.edge_ptr, ptr)
+    top = _segment_rank(importance, graphs.edge_ptr) < n
+    b = graphs.num_graphs
+    edge_batch = graphs.edge_batch
+    num_gt = torch.zeros(b, device=gt.device).index_add_(0, edge_batch, gt.float())
+    hits = torch.zeros(b, device=gt.device).index_add_(0, edge_batch, (gt & top).float())
+    has = num_gt > 0
+    if not bool(has.any()):
+        return {"recall": float("nan"), "ceiling": float("nan"), "num_graphs": 0}
+    return {"recall": float((hits[has] / num_gt[has]).mean()),
+            "ceiling": float((num_gt[has].clamp(max=n) / num_gt[has]).mean()),
+            "num_graphs": int(has.sum())}
+
+
+def _auroc(score: Tensor, label: Tensor, segment: Tensor, num_segments: int) -> Tuple[Tensor, Tensor]:
+    """Per-segment AUROC ``[S]`` (Mann–Whitney with average ranks for ties) and a bool ``[S]`` of the
+    segments that have both positives and negatives."""
+    order = torch.sort(score, stable=True).indices
+    order = order[torch.sort(segment[order], stable=True).indices]
+    s, v, y = segment[order], score[order], label[order].double()
+    counts = torch.bincount(segment, minlength=num_segments)
+    start = torch.cat([counts.new_zeros(1), counts.cumsum(0)])[:-1]
+    pos_in_seg = torch.arange(order.numel(), device=score.device) - start[s] + 1  # 1-based rank
+    new_group = torch.ones_like(s, dtype=torch.bool)
+    if order.numel() > 1:
+        new_group[1:] = (s[1:] != s[:-1]) | (v[1:] != v[:-1])
+    group = torch.cumsum(new_group, 0) - 1
+    num_groups = int(group[-1]) + 1 if group.numel() else 0
+    rank_sum = torch.zeros(num_groups, dtype=torch.double, device=score.device).index_add_(
+        0, group, pos_in_seg.double())
+    group_size = torch.bincount(group, minlength=num_groups).double()
+    avg_rank = (rank_sum / group_size)[group]
+    num_pos = torch.zeros(num_segments, dtype=torch.double, device=score.device).index_add_(0, s, y)
+    num_neg = counts.double() - num_pos
+    pos_rank = torch.zeros(num_segments, dtype=torch.double, device=score.device).index_add_(
+        0, s, avg_rank * y)
+    valid = (num_pos > 0) & (num_neg > 0)
+    auc = (pos_rank - num_pos * (num_pos + 1) / 2) / (num_pos * num_neg)
+    return auc, valid
+
+
+def edge_auroc(graphs, importances: Importances, ptr: Optional[Tensor] = None) -> Dict[str, float]:
+    """``{"auroc_per_graph", "auroc_pooled", "num_graphs"}``: the mean of the per-graph AUROCs over
+    graphs with both motif and non-motif edges, and one AUROC over all edges pooled."""
+    graphs = GraphBatch.of(graphs)
+    gt = _require_gt(graphs)
+    importance = flatten_importances(importances, graphs.edge_ptr, ptr)
+    auc, valid = _auroc(importance, gt, graphs.edge_batch, graphs.num_graphs)
+    pooled, pooled_valid = _auroc(importance, gt, torch.zeros_like(gt, dtype=torch.long), 1)
+    return {"auroc_per_graph": float(auc[valid].mean()) if bool(valid.any()) else float("nan"),
+            "auroc_pooled": float(pooled[0]) if bool(pooled_valid[0]) else float("nan"),
+            "num_graphs": int(valid.sum())}
+
+
+@torch.no_grad()
+def correct_subset(model: torch.nn.Module, graphs: Sequence[Data], batch_size: int = 512
+                   ) -> Tuple[Tensor, Dict[str, int]]:
+    """The paper's filter: indices ``[M]`` of the graphs the model predicts correctly, and
+    ``{"num_graphs", "num_correct"}``."""
+    was_training = model.training
+    model.eval()
+    graphs = list(graphs)
+    hits: List[Tensor] = []
+    try:
+        for start in range(0, len(graphs), batch_size):
+            chunk = GraphBatch.of(graphs[start:start + batch_size])
+            hits.append(_full_prediction(model, chunk) == chunk.y)
+    finally:
+        model.train(was_training)
+    hit = torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool)
+    index = hit.nonzero().view(-1)
+    return index, {"num_graphs": len(graphs), "num_correct": int(index.numel())}
+
+
+def evaluate_explanations(model: torch.nn.Module, graphs, importances: Importances,
+                          ratios: Sequence[float] = DEFAULT_RATIOS, n: int = 5,
+                          fidelity_ratio: Optional[float] = None, ptr: Optional[Tensor] = None
+                          ) -> Dict[str, object]:
+    """ACC@ρ for every ratio, ACC-AUC, and — when the graphs have ``edge_gt`` — Recall@N with its
+    ceiling and the edge AUROCs; fidelity± at ``fidelity_ratio`` when given. The caller passes the
+    already filtered graphs (see :func:`correct_subset`)."""
+    graphs = GraphBatch.of(graphs)
+    result: Dict[str, object] = dict(acc_auc(model, graphs, importances, ratios, ptr))
+    result["num_graphs"] = graphs.num_graphs
+    if graphs.edge_gt is not None:
+        recall = recall_at_n(graphs, importances, n, ptr)
+        result.update({f"recall@{n}": recall["recall"], f"recall@{n}_ceiling": recall["ceiling"],
+                       "num_graphs_with_gt": recall["num_graphs"]})
+        auroc = edge_auroc(graphs, importances, ptr)
+        result.update(auroc_per_graph=auroc["auroc_per_graph"], auroc_pooled=auroc["auroc_pooled"])
+    if fidelity_ratio is not None:
+        result["fid+"], result["fid-"] = fidelity(model, graphs, importances, fidelity_ratio, ptr)
+    return result

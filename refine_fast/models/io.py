@@ -1,0 +1,39 @@
+"""Save a target GNN as plain data (``torch.load(weights_only=True)`` works) and rebuild it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from .gnns import MODEL_CLASSES, TargetGNN
+
+__all__ = ["save_model", "load_model"]
+
+
+def save_model(model: TargetGNN, path: Union[str, Path], extra: Optional[Dict[str, Any]] = None) -> Path:
+    """Write ``{"model_class", "config", "state_dict", "extra"}`` to ``path`` (plain types and tensors)."""
+    name = type(model).__name__
+    if name not in MODEL_CLASSES:
+        raise ValueError(f"save_model: model must be one of {sorted(MODEL_CLASSES)}, got {name}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"model_class": name, "config": dict(model.config), "state_dict": state,
+                "extra": dict(extra or {})}, path)
+    return path
+
+
+def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> TargetGNN:
+    """Rebuild the model saved by :func:`save_model` (eval mode); its ``extra`` dict is ``model.extra``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_model: no model file at {path}")
+    blob = torch.load(path, map_location=map_location, weights_only=True)
+    cls = MODEL_CLASSES.get(blob.get("model_class"))
+    if cls is None:
+        raise ValueError(f"load_model: {path} holds unknown model class {blob.get('model_class')!r}")
+    model = cls(**blob["config"])
+    model.load_state_dict(blob["state_dict"])
+    model.extra = blob.get("extra", {})
+    return model.eval()
