@@ -204,7 +204,7 @@ def cmd_evaluate(args) -> Dict[str, Any]:
     if (args.explanations is None) == (args.explainer is None):
         raise SystemExit("refine-fast evaluate: give exactly one of --explanations DIR or --explainer FILE")
     from .evaluation import evaluate_refine, ground_truth_metrics
-    from .metrics import GraphBatch, acc_auc, correct_subset
+    from .metrics import EvalGraphs, acc_auc, correct_subset
     from .models import load_model
     from .plot import plot_acc_curves
     from .store import load_explanations
@@ -226,7 +226,7 @@ def cmd_evaluate(args) -> Dict[str, Any]:
         index, counts = correct_subset(model, graphs)
         graphs = [graphs[int(i)] for i in index]
         imps = [imps[int(i)] for i in index]
-        batch = GraphBatch.of(graphs)
+        batch = EvalGraphs.of(graphs)
         metrics = acc_auc(model, batch, imps)
         metrics.update(ground_truth_metrics(batch, imps), **counts)
         result = {"explanations": metrics, "meta": meta}
@@ -302,7 +302,7 @@ def cmd_demo(args) -> Dict[str, Any]:
 
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="refine-fast", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="refine-fast", description="ReFine explanations for PyG graph classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="BA-3motif end to end: train the GNN, pre-train, explain, evaluate, plot")

@@ -6,13 +6,12 @@ from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor
 
-from .metrics import DEFAULT_RATIOS, acc_at_ratio, edge_auroc, recall_at_n
-from .metrics import GraphBatch
+from .metrics import DEFAULT_RATIOS, EvalGraphs, acc_at_ratio, edge_auroc, recall_at_n
 
 __all__ = ["evaluate_refine", "ground_truth_metrics"]
 
 
-def ground_truth_metrics(graphs: GraphBatch, importances: Sequence[Tensor], n: int = 5) -> Dict[str, float]:
+def ground_truth_metrics(graphs: EvalGraphs, importances: Sequence[Tensor], n: int = 5) -> Dict[str, float]:
     """Recall@N with its ceiling and the edge AUROCs, or ``{}`` when the graphs have no ``edge_gt``."""
     if graphs.edge_gt is None or not bool(graphs.edge_gt.any()):
         return {}
@@ -33,7 +32,7 @@ def evaluate_refine(refine, graphs: Sequence, ratios: Sequence[float] = DEFAULT_
     ground-truth metrics use the explanation fine-tuned at the config's ratio.
     """
     graphs = list(graphs)
-    batch = GraphBatch.of(graphs)
+    batch = EvalGraphs.of(graphs)
     model = refine.model
     acc: Dict[float, float] = {}
     if not fine_tune:

@@ -23,8 +23,7 @@ ratio.
 from __future__ import annotations
 
 import inspect
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -32,7 +31,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 __all__ = [
-    "GraphBatch", "flatten_importances", "num_kept", "topk_edge_mask", "edge_subgraph", "predict",
+    "EvalGraphs", "flatten_importances", "num_kept", "topk_edge_mask", "edge_subgraph", "predict",
     "acc_at_ratio", "acc_auc", "fidelity", "recall_at_n", "edge_auroc", "correct_subset",
     "evaluate_explanations", "DEFAULT_RATIOS",
 ]
@@ -42,7 +41,7 @@ Importances = Union[Sequence[Tensor], Tensor]
 
 
 @dataclass
-class GraphBatch:
+class EvalGraphs:
     """All evaluated graphs as one disjoint union: ``x [N, F]``, ``edge_index [2, E]`` (global ids,
     edges of a graph contiguous), ``edge_attr [E, D] | None``, ``batch [N]``, ``edge_ptr [B + 1]``,
     ``y [B]``, ``edge_gt`` bool ``[E] | None``."""
@@ -53,6 +52,10 @@ class GraphBatch:
     edge_ptr: Tensor
     y: Tensor
     edge_gt: Optional[Tensor]
+
+    def to(self, device: Union[str, torch.device]) -> "EvalGraphs":
+        values = (getattr(self, f.name) for f in fields(self))
+        return EvalGraphs(*(None if v is None else v.to(device) for v in values))
 
     @property
     def num_graphs(self) -> int:
@@ -65,15 +68,15 @@ class GraphBatch:
         return torch.repeat_interleave(torch.arange(self.num_graphs, device=counts.device), counts)
 
     @classmethod
-    def of(cls, graphs: Union["GraphBatch", Batch, Sequence[Data]]) -> "GraphBatch":
+    def of(cls, graphs: Union["EvalGraphs", Batch, Sequence[Data]]) -> "EvalGraphs":
         """From a list/dataset of ``Data`` or a PyG ``Batch``."""
-        if isinstance(graphs, GraphBatch):
+        if isinstance(graphs, EvalGraphs):
             return graphs
         batch = graphs if isinstance(graphs, Batch) else Batch.from_data_list(list(graphs))
         num_graphs = batch.num_graphs
         edge_graph = batch.batch[batch.edge_index[0]]
         if edge_graph.numel() and bool((edge_graph.diff() < 0).any()):
-            raise ValueError("GraphBatch: the edges of each graph must be contiguous")
+            raise ValueError("EvalGraphs: the edges of each graph must be contiguous")
         counts = torch.bincount(edge_graph, minlength=num_graphs)
         edge_ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
         edge_gt = batch.get("edge_gt")
@@ -83,7 +86,7 @@ class GraphBatch:
 
 
 def flatten_importances(importances: Importances, edge_ptr: Tensor, ptr: Optional[Tensor] = None) -> Tensor:
-    """One flat ``[E]`` float tensor from a list of ``[E_g]`` tensors or from ``(flat, ptr)``,
+    """One flat ``[E]`` floating tensor (dtype kept, integers become float32) from a list of ``[E_g]`` tensors or from ``(flat, ptr)``,
     checked against the graphs' ``edge_ptr``."""
     if isinstance(importances, Tensor):
         flat = importances.reshape(-1)
@@ -102,7 +105,7 @@ def flatten_importances(importances: Importances, edge_ptr: Tensor, ptr: Optiona
         flat = torch.cat([t.reshape(-1) for t in importances]) if importances else torch.zeros(0)
     if flat.numel() != int(edge_ptr[-1]):
         raise ValueError(f"importances: expected {int(edge_ptr[-1])} values, got {flat.numel()}")
-    return flat.to(edge_ptr.device).float()
+    return flat.to(edge_ptr.device) if flat.is_floating_point() else flat.to(edge_ptr.device).float()
 
 
 def _segment_rank(values: Tensor, edge_ptr: Tensor, descending: bool = True) -> Tensor:
@@ -133,7 +136,7 @@ def topk_edge_mask(importance: Tensor, edge_ptr: Tensor, ratio: float) -> Tensor
     return rank < k[edge_batch]
 
 
-def edge_subgraph(graphs: GraphBatch, keep_edge: Tensor, drop_isolated: bool = True
+def edge_subgraph(graphs: EvalGraphs, keep_edge: Tensor, drop_isolated: bool = True
                   ) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
     """``(x, edge_index, edge_attr, batch)`` of the kept edges. With ``drop_isolated`` the nodes left
     without a kept edge are removed and the others relabeled; a graph with no kept edge keeps all its
@@ -149,6 +152,10 @@ def edge_subgraph(graphs: GraphBatch, keep_edge: Tensor, drop_isolated: bool = T
     keep |= ~has_edge[graphs.batch]
     new_id = torch.cumsum(keep, 0) - 1
     return graphs.x[keep], new_id[edge_index], edge_attr, graphs.batch[keep]
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(iter(model.parameters()), torch.zeros(0)).device
 
 
 def _accepts_edge_attr(model: torch.nn.Module) -> bool:
@@ -168,20 +175,21 @@ def predict(model: torch.nn.Module, x: Tensor, edge_index: Tensor, edge_attr: Op
     return out.argmax(-1)
 
 
-def _full_prediction(model: torch.nn.Module, graphs: GraphBatch) -> Tensor:
+def _full_prediction(model: torch.nn.Module, graphs: EvalGraphs) -> Tensor:
     return predict(model, graphs.x, graphs.edge_index, graphs.edge_attr, graphs.batch, graphs.num_graphs)
 
 
-def _agreement(model, graphs: GraphBatch, keep_edge: Tensor, full: Tensor, drop_isolated: bool) -> Tensor:
+def _agreement(model, graphs: EvalGraphs, keep_edge: Tensor, full: Tensor, drop_isolated: bool) -> Tensor:
     x, edge_index, edge_attr, batch = edge_subgraph(graphs, keep_edge, drop_isolated)
     return predict(model, x, edge_index, edge_attr, batch, graphs.num_graphs) == full
 
 
-def _acc_curve(model: torch.nn.Module, graphs: GraphBatch, importance: Tensor,
+def _acc_curve(model: torch.nn.Module, graphs: EvalGraphs, importance: Tensor,
                ratios: Sequence[float]) -> Tensor:
     """Bool ``[R, B]``: does graph b keep its full-graph prediction on its top-ρ_r subgraph."""
     was_training = model.training
     model.eval()
+    graphs, importance = graphs.to(_device(model)), importance.to(_device(model))
     try:
         full = _full_prediction(model, graphs)
         return torch.stack([
@@ -199,7 +207,7 @@ def acc_at_ratio(model: torch.nn.Module, graphs, importances: Importances, ratio
                  ptr: Optional[Tensor] = None, per_graph: bool = False) -> Union[float, Tensor]:
     """ACC@ρ: fraction of graphs whose top-ρ subgraph keeps the full-graph prediction
     (``per_graph``: the bool ``[B]`` instead)."""
-    graphs = GraphBatch.of(graphs)
+    graphs = EvalGraphs.of(graphs)
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     hit = _acc_curve(model, graphs, importance, [ratio])[0]
     return hit if per_graph else _mean(hit)
@@ -209,7 +217,7 @@ def acc_auc(model: torch.nn.Module, graphs, importances: Importances,
             ratios: Sequence[float] = DEFAULT_RATIOS, ptr: Optional[Tensor] = None) -> Dict[str, object]:
     """``{"acc_auc": mean ACC@ρ, "acc": {ρ: ACC@ρ}}`` — one model call per ratio (plus one for the
     full graphs)."""
-    graphs = GraphBatch.of(graphs)
+    graphs = EvalGraphs.of(graphs)
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     hit = _acc_curve(model, graphs, importance, list(ratios))
     acc = {float(r): _mean(h) for r, h in zip(ratios, hit)}
@@ -222,7 +230,7 @@ def fidelity(model: torch.nn.Module, graphs, importances: Importances, ratio: fl
     was_training = model.training
     model.eval()
     try:
-        graphs = GraphBatch.of(graphs)
+        graphs = EvalGraphs.of(graphs).to(_device(model))
         importance = flatten_importances(importances, graphs.edge_ptr, ptr)
         top = topk_edge_mask(importance, graphs.edge_ptr, ratio)
         full = _full_prediction(model, graphs)
@@ -233,7 +241,7 @@ def fidelity(model: torch.nn.Module, graphs, importances: Importances, ratio: fl
     return 1.0 - float(keep_plus.float().mean()), 1.0 - float(keep_minus.float().mean())
 
 
-def _require_gt(graphs: GraphBatch) -> Tensor:
+def _require_gt(graphs: EvalGraphs) -> Tensor:
     if graphs.edge_gt is None:
         raise ValueError("the graphs have no edge_gt (per-edge ground truth)")
     return graphs.edge_gt
@@ -242,7 +250,7 @@ def _require_gt(graphs: GraphBatch) -> Tensor:
 def recall_at_n(graphs, importances: Importances, n: int = 5, ptr: Optional[Tensor] = None
                 ) -> Dict[str, float]:
     """``{"recall", "ceiling", "num_graphs"}`` of Recall@N over the graphs with ground-truth edges."""
-    graphs = GraphBatch.of(graphs)
+    graphs = EvalGraphs.of(graphs)
     gt = _require_gt(graphs)
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     top = _segment_rank(importance, graphs.edge_ptr) < n
@@ -288,7 +296,7 @@ def _auroc(score: Tensor, label: Tensor, segment: Tensor, num_segments: int) -> 
 def edge_auroc(graphs, importances: Importances, ptr: Optional[Tensor] = None) -> Dict[str, float]:
     """``{"auroc_per_graph", "auroc_pooled", "num_graphs"}``: the mean of the per-graph AUROCs over
     graphs with both motif and non-motif edges, and one AUROC over all edges pooled."""
-    graphs = GraphBatch.of(graphs)
+    graphs = EvalGraphs.of(graphs)
     gt = _require_gt(graphs)
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     auc, valid = _auroc(importance, gt, graphs.edge_batch, graphs.num_graphs)
@@ -309,11 +317,11 @@ def correct_subset(model: torch.nn.Module, graphs: Sequence[Data], batch_size: i
     hits: List[Tensor] = []
     try:
         for start in range(0, len(graphs), batch_size):
-            chunk = GraphBatch.of(graphs[start:start + batch_size])
+            chunk = EvalGraphs.of(graphs[start:start + batch_size]).to(_device(model))
             hits.append(_full_prediction(model, chunk) == chunk.y)
     finally:
         model.train(was_training)
-    hit = torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool)
+    hit = torch.cat(hits).cpu() if hits else torch.zeros(0, dtype=torch.bool)
     index = hit.nonzero().view(-1)
     return index, {"num_graphs": len(graphs), "num_correct": int(index.numel())}
 
@@ -325,7 +333,7 @@ def evaluate_explanations(model: torch.nn.Module, graphs, importances: Importanc
     """ACC@ρ for every ratio, ACC-AUC, and — when the graphs have ``edge_gt`` — Recall@N with its
     ceiling and the edge AUROCs; fidelity± at ``fidelity_ratio`` when given. The caller passes the
     already filtered graphs (see :func:`correct_subset`)."""
-    graphs = GraphBatch.of(graphs)
+    graphs = EvalGraphs.of(graphs)
     result: Dict[str, object] = dict(acc_auc(model, graphs, importances, ratios, ptr))
     result["num_graphs"] = graphs.num_graphs
     if graphs.edge_gt is not None:

@@ -66,3 +66,19 @@ def random_importances():
                 out.append(torch.randint(0, levels, (data.num_edges,), generator=g).float())
         return out
     return make
+
+
+@pytest.fixture(scope="session")
+def ba3_official(ba3_official_path):
+    """The 800 official BA-3motif graphs (edges stored once) as ``Data`` objects."""
+    from refine_fast.datasets import load_ba3motif_official
+    return load_ba3motif_official(ba3_official_path)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module with one intra-op thread (small graphs: threads only add overhead on a busy host)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

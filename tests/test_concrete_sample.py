@@ -28,10 +28,12 @@ def test_forward_backward_match_reference(dtype, n, temperature):
     ref = concrete_sample_reference(y, key, 42, 3, temperature)
     assert out.dtype == dtype
     torch.testing.assert_close(out, ref, **TOL[dtype])
-    grad = torch.randn(n, dtype=dtype)
+    grad = torch.randn(n, generator=torch.Generator().manual_seed(1), dtype=dtype)
     out.backward(grad)
     ref.backward(grad)
-    torch.testing.assert_close(x.grad, y.grad, **TOL[dtype])
+    # m (1 - m) from a float32 m near 1 carries an absolute error ~1e-7 / temperature.
+    grad_tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else TOL[dtype]
+    torch.testing.assert_close(x.grad, y.grad, **grad_tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

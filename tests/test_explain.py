@@ -352,3 +352,10 @@ def test_errors_name_the_argument(refine64):
         refine.explain(test[:2], classes=[0, 7])
     with pytest.raises(ValueError, match="edge_index"):
         GraphPack([Data(x=torch.rand(2, 4), edge_index=torch.tensor([[0], [5]]))])
+
+
+def test_plan_buckets_merges_cheapest_neighbours():
+    from refine_fast.explain.grouped import plan_buckets
+    assert plan_buckets([2, 2, 3, 5, 5, 5]) == [(0, 2, 2), (2, 3, 3), (3, 6, 5)]
+    assert plan_buckets([2, 2, 3, 5, 5, 5], max_buckets=2) == [(0, 3, 3), (3, 6, 5)]
+    assert plan_buckets([4], max_buckets=1) == [(0, 1, 4)]

@@ -46,6 +46,14 @@ def test_matches_reference(dtype, stochastic, ties, ratio):
     assert torch.equal(per_segment_sum(out, ptr), select_counts(ptr, ratio))
 
 
+@pytest.mark.parametrize("stochastic", [True, False])
+def test_large_segments(stochastic):
+    scores, ptr, key = make_batch([5000, 3, 20_000], seed=8, ties=True)
+    for ratio in [0.01, 0.5, 0.99]:
+        out = segment_select(scores, ptr, ratio, key, 4, 2, stochastic)
+        assert torch.equal(out, segment_select_reference(scores, ptr, ratio, key, 4, 2, stochastic))
+
+
 @pytest.mark.parametrize("ratio_dtype", DTYPES)
 @pytest.mark.parametrize("stochastic", [True, False])
 def test_ratio_tensor(ratio_dtype, stochastic):
@@ -67,7 +75,8 @@ def test_counts_round_like_exact_arithmetic():
     assert select_counts(ptr, 0.31).tolist() == [4, 4, 4, 1, 1, 3, 31]
     assert select_counts(ptr, 1.0).tolist() == n.tolist()
     for ratio in [0.3, torch.tensor(0.3, dtype=torch.float32), 0.7, 0.1]:
-        mask = segment_select(torch.rand(int(ptr[-1])), ptr, ratio, stochastic=False)
+        scores = torch.rand(int(ptr[-1]), generator=torch.Generator().manual_seed(0))
+        mask = segment_select(scores, ptr, ratio, stochastic=False)
         assert torch.equal(per_segment_sum(mask, ptr), select_counts(ptr, ratio))
 
 
@@ -193,10 +202,9 @@ def test_property_counts_and_top_k(sizes, ratio, levels, seed):
 @pytest.mark.parametrize("stochastic", [True, False])
 def test_opcheck(stochastic):
     scores, ptr, key = make_batch([3, 0, 9, 1])
-    ratio = torch.tensor(0.4, dtype=torch.float64)
-    torch.library.opcheck(
-        torch.ops.refine_fast.segment_select.default, (scores, ptr, ratio, key, 1, 2, stochastic)
-    )
+    ratio = torch.tensor([0.4, 0.5, 0.2, 1.0], dtype=torch.float64)
+    args = (scores, ptr, ratio, key if stochastic else None, 1, 2, stochastic)
+    torch.library.opcheck(torch.ops.refine_fast.segment_select.default, args)
 
 
 def test_errors():

@@ -8,7 +8,7 @@ from refine_fast import tables
 from refine_fast.baselines import EXPLAINERS
 from refine_fast.explain import ReFineConfig
 
-from test_baselines import TinyGNN, tiny_graphs
+from test_baselines import TinyGNN, one_thread, tiny_graphs  # noqa: F401  (autouse fixture)
 
 
 @pytest.fixture()
@@ -23,7 +23,8 @@ def bundle():
 
 
 def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatch):
-    report = tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle})
+    report = tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
+                              gnnexplainer_epochs=5, pgexplainer_epochs=2)
     for name in ("table2.md", "table3.md", "table4.md", "tables.json"):
         assert (tmp_path / name).is_file()
     saved = json.loads((tmp_path / "tables.json").read_text())
@@ -41,10 +42,34 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
 
     # resume: every (dataset, explainer, seed) is cached, nothing is explained again
     monkeypatch.setattr(tables, "evaluate_explainer", lambda *a, **k: pytest.fail("recomputed a cached result"))
-    again = tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle})
+    again = tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
+                              gnnexplainer_epochs=5, pgexplainer_epochs=2)
     assert again["datasets"]["tiny"]["summary"] == entry["summary"]
 
 
 def test_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match="dataset must be one of"):
         tables.run_tables("vg", "", str(tmp_path), progress=False)
+
+
+def _result(auc, seconds=0.01, gt=True):
+    r = {"acc": {str(x): auc for x in tables.RATIOS}, "acc_auc": auc, "num_graphs": 10,
+         "seconds_per_graph": seconds, "graphs_per_second": 1 / seconds, "fit_seconds": 1.0}
+    if gt:
+        r.update(auroc=0.5, auroc_pooled=0.5, recall=0.2, recall_ceiling=0.3, recall_graphs=10)
+    return r
+
+
+def test_render_tables_mean_std_and_checks():
+    runs = {"SA": [_result(0.5), _result(0.7)], "PGExplainer": [_result(0.6), _result(0.6)],
+            "ReFine-FT": [_result(0.55), _result(0.55)], "ReFine": [_result(0.65, 0.02), _result(0.65, 0.02)]}
+    entry = {"title": "Toy", "test_graphs": 12, "correct": 10, "evaluated": 10, "recall_n": 5,
+             "refine_config": {"fine_tune_steps": 20}, "runs": runs, "summary": tables._summarize(runs),
+             "one_at_a_time": {"PGExplainer": {"seconds_per_graph": 0.004}}}
+    report = {"settings": {"seeds": 2, "quick": False}, "machine": tables.machine_info(),
+              "datasets": {"toy": entry}, "not_run": {}}
+    out = tables.render_tables(report)
+    assert "| SA | 0.600 ± 0.100 |" in out["table2.md"]
+    assert "Toy: ReFine beats every baseline" in out["table2.md"]  # 0.65 > every mean
+    assert "ReFine ≥ ReFine-FT ≥ PGExplainer fails: ReFine-FT < PGExplainer" in out["table2.md"]
+    assert "| Toy | 20 | 50.0 | – | 2.0× | 5.0× |" in out["table4.md"]

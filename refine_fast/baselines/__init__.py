@@ -8,21 +8,23 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from ..explain import ReFineConfig
-from .base import EdgeExplainer, collate, model_kwargs, predict
+from .base import EdgeExplainer, collate, model_kwargs
 from .gnnexplainer import GNNExplainer
 from .pgexplainer import PGExplainer
 from .refine import ReFineExplainer, refine_variants
 from .sa import SA
 
 __all__ = ["EdgeExplainer", "SA", "GNNExplainer", "PGExplainer", "ReFineExplainer", "refine_variants",
-           "EXPLAINERS", "NOT_RUN", "build_explainers", "collate", "model_kwargs", "predict"]
+           "EXPLAINERS", "NOT_RUN", "build_explainers", "collate", "model_kwargs"]
 
 EXPLAINERS = ["SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)", "ReFine-CT", "ReFine-FT", "ReFine"]
 """Every explainer run by the tables, in table order."""
 
 NOT_RUN = {
     "PGM-Explainer": "not run: PyG's contrib PGMExplainer needs pgmpy, which pulls in about 20 packages "
-                     "(pandas, scikit-learn, statsmodels, huggingface_hub, ...) absent from this environment",
+                     "(pandas, scikit-learn, statsmodels, huggingface_hub, ...) absent from this environment; "
+                     "its graph-level path also drops edge_attr (and batch) in its first perturbation round, "
+                     "so on Mutagenicity and MNIST it would rank nodes by a model run without edge features",
 }
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
-__all__ = ["EdgeExplainer", "Collated", "collate", "model_kwargs", "predict", "split_edges", "unregister_masks"]
+__all__ = ["EdgeExplainer", "Collated", "collate", "model_kwargs", "split_edges", "unregister_masks"]
 
 
 @runtime_checkable
@@ -64,16 +64,6 @@ def model_kwargs(model: torch.nn.Module, edge_attr: Optional[Tensor], batch: Ten
     if edge_attr is not None and "edge_attr" in inspect.signature(model.forward).parameters:
         kw["edge_attr"] = edge_attr
     return kw
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, graphs: Sequence, batch_size: int = 256) -> Tensor:
-    """Predicted class ``[len(graphs)]`` of the full graphs (model in eval mode)."""
-    out = []
-    for start in range(0, len(graphs), batch_size):
-        c = collate(graphs[start:start + batch_size])
-        out.append(model(c.x, c.edge_index, **model_kwargs(model, c.edge_attr, c.batch)).argmax(-1))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
 def split_edges(flat: Tensor, edge_ptr: Tensor) -> List[Tensor]:

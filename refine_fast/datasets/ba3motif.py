@@ -26,8 +26,8 @@ SPLIT_FRACTIONS = (2200 / 3000, 400 / 3000)  # train, val (2,200 / 400 / 400 of 
 
 
 def _house() -> Tuple[List[Tuple[int, int]], List[int]]:
-    # a square 0-1-2-3 (0-1 bottom) and a roof node 4 joined to the two top nodes 2, 3.
-    edges = [(0, 1), (1, 2), (2, 3), (3, 0), (2, 4), (3, 4)]
+    # a square 0-1-2-3 and a roof node 4 joined to nodes 0 and 1 (as in the official graphs).
+    edges = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 4), (1, 4)]
     return edges, [1, 1, 2, 2, 3]
 
 

@@ -103,7 +103,8 @@ def encode(p: Params, stats: Params, x: Tensor, edge_index: Tensor, norm: Tensor
     layer = 0
     while f"conv{layer}_weight" in p:
         hw = nodes.linear(h, p[f"conv{layer}_weight"], F.pad(p[f"conv{layer}_bias"], (H, 0)))
-        h = F.relu(propagate(hw[:, :H], edge_index, norm) + hw[:, H:])  # conv act; ReLU∘ReLU = ReLU
+        hw_prop, hw_root = hw.split(H, dim=1)
+        h = F.relu(propagate(hw_prop, edge_index, norm) + hw_root)  # conv act; ReLU∘ReLU = ReLU
         h = nodes.batch_norm(h, p[f"bn{layer}_weight"], p[f"bn{layer}_bias"],
                              stats[f"bn{layer}_mean"], stats[f"bn{layer}_var"], bn_mode)
         layer += 1
@@ -120,4 +121,5 @@ def score(p: Params, z: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor],
         if edge_attr is None:
             raise ValueError("StackedAttributors: edge_dim > 0 but the graphs have no edge_attr")
         edge_term = edges.linear(edge_attr.to(z.dtype), p["head_edge_weight"])
-    return edge_score(proj[:, :H], proj[:, H:], edge_index, p["out_weight"], p["out_bias"], edge_term, edge_group)
+    p_src, p_dst = proj.split(H, dim=1)
+    return edge_score(p_src, p_dst, edge_index, p["out_weight"], p["out_bias"], edge_term, edge_group)

@@ -4,7 +4,9 @@ The per-instance parameters are stacked ``[B, ...]`` leaf tensors (one Adam over
 independent Adams: Adam is element-wise and every loss term is per graph — means within a graph,
 summed over graphs). Batch norm uses the pre-trained running statistics (eval mode), so instances
 never mix. Noise keys are (graph id, edge index in graph), so a graph's result does not depend on
-the batch it sits in.
+the batch it sits in. Instances are laid out in a few size buckets (:func:`.grouped.plan_buckets`),
+each padded to its largest graph; edges never cross buckets, so each bucket's attributors run
+independently and only the edge probabilities are concatenated.
 """
 from __future__ import annotations
 
@@ -17,14 +19,43 @@ from tqdm.auto import tqdm
 from ..ops import segment_select
 from .attributor import StackedAttributors, encode, score
 from .config import ReFineConfig
-from .grouped import PaddedGroups
+from .grouped import PaddedGroups, plan_buckets
 from .losses import fidelity, mask_entropy
-from .packing import GraphPack
+from .packing import GraphBatch, GraphPack
 from .propagate import gcn_norm
 from .subgraph import edge_subgraph
 from .target import TargetModel
 
 __all__ = ["fine_tune_batch", "fine_tune"]
+
+
+class _Bucket:
+    """Graphs ``g0..g1-1`` of a batch in the padded layout, with their own parameter copies."""
+
+    def __init__(self, attributors: StackedAttributors, b: GraphBatch, groups: Tensor, g0: int, g1: int, M: int):
+        device = b.x.device
+        n0, n1 = int(b.node_ptr[g0]), int(b.node_ptr[g1])
+        e0, e1 = int(b.edge_ptr[g0]), int(b.edge_ptr[g1])
+        B = g1 - g0
+        self.params, self.stats = attributors.gather(groups[g0:g1])
+        dtype = self.params["lin_weight"].dtype
+        node_graph = b.batch[n0:n1] - g0
+        pos = node_graph * M + (torch.arange(n0, n1, device=device) - b.node_ptr[g0:g1][node_graph])
+        self.x = torch.zeros(B * M, b.x.size(1), dtype=dtype, device=device).index_copy(0, pos, b.x[n0:n1].to(dtype))
+        self.edge_index = pos[b.edge_index[:, e0:e1] - n0]  # padded node ids within the bucket
+        self.norm = gcn_norm(self.edge_index, B * M, dtype=dtype)
+        self.nodes = PaddedGroups(B, M)
+        self.edge_group = b.edge_batch[e0:e1] - g0
+        self.edge_attr, self.edges = None, None
+        if attributors.edge_dim > 0:
+            Me = int(b.edge_ptr[g0 + 1:g1 + 1].sub(b.edge_ptr[g0:g1]).max())
+            edge_pos = self.edge_group * Me + (torch.arange(e0, e1, device=device) - b.edge_ptr[g0:g1][self.edge_group])
+            self.edge_attr = b.edge_attr[e0:e1]
+            self.edges = PaddedGroups(B, Me, rows=edge_pos)
+
+    def scores(self) -> Tensor:
+        z = encode(self.params, self.stats, self.x, self.edge_index, self.norm, self.nodes, "eval")
+        return score(self.params, z, self.edge_index, self.edge_attr, self.nodes, self.edges, self.edge_group)
 
 
 def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, index: Tensor,
@@ -40,28 +71,18 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
     """
     b = pack.take(index)
     B = b.num_graphs
-    params, stats = attributors.gather(groups[index])
-    dtype = params["lin_weight"].dtype
-    n_nodes, n_edges = b.node_ptr.diff(), b.edge_ptr.diff()
-    M, Me = int(n_nodes.max()), int(n_edges.max())
-    pos = b.batch * M + (torch.arange(b.num_nodes, device=index.device) - b.node_ptr[:-1][b.batch])
-    x = b.x.new_zeros(B * M, b.x.size(1), dtype=dtype).index_copy(0, pos, b.x.to(dtype))
-    edge_index = pos[b.edge_index]  # padded node ids
-    norm = gcn_norm(edge_index, B * M, dtype=dtype)
-    nodes = PaddedGroups(B, M)
-    edges = None
-    if attributors.edge_dim > 0:
-        edge_pos = b.edge_batch * Me + (torch.arange(b.num_edges, device=index.device) - b.edge_ptr[:-1][b.edge_batch])
-        edges = PaddedGroups(B, Me, rows=edge_pos)
+    group_b = groups[index]
+    buckets = [_Bucket(attributors, b, group_b, g0, g1, M) for g0, g1, M in plan_buckets(b.node_ptr.diff().tolist())]
     target_probs = probs[index]
-    inv_count = 1.0 / n_edges.to(dtype)
+    dtype = target_probs.dtype
+    inv_count = 1.0 / b.edge_ptr.diff().to(dtype)
 
     def edge_probs() -> Tensor:
-        z = encode(params, stats, x, edge_index, norm, nodes, "eval")
-        return torch.sigmoid(score(params, z, edge_index, b.edge_attr, nodes, edges, b.edge_batch))
+        alpha = [bucket.scores() for bucket in buckets]
+        return torch.sigmoid(alpha[0] if len(alpha) == 1 else torch.cat(alpha))
 
     if steps > 0:
-        opt = torch.optim.Adam(list(params.values()), lr=lr, fused=True)
+        opt = torch.optim.Adam([p for bucket in buckets for p in bucket.params.values()], lr=lr, fused=True)
         for t in range(steps):
             p = edge_probs()
             selected = segment_select(p.detach(), b.edge_ptr, ratio, b.key, seed, t, stochastic=True)

@@ -4,18 +4,19 @@ Rows (nodes or edges) are assigned to groups in one of two layouts:
 
 * :class:`GroupSlices` — rows sorted by group, group g owns ``rows[bounds[g]:bounds[g+1]]``; one matmul
   per group (a short Python loop over the few classes; used in pre-training, G = number of classes);
-* :class:`PaddedGroups` — B groups of at most M rows in a padded ``[B*M, F]`` layout; one batched
-  matmul for all groups (used in fine-tuning, one group per explained instance).
+* :class:`PaddedGroups` — B groups padded to a common row count M, ``[B*M, F]``; one batched
+  matmul for all groups (used in fine-tuning, one group per explained instance; :func:`plan_buckets`
+  splits a batch into a few such blocks of similar sizes to keep the padding small).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["GroupSlices", "PaddedGroups"]
+__all__ = ["GroupSlices", "PaddedGroups", "plan_buckets"]
 
 
 class GroupSlices:
@@ -49,15 +50,34 @@ class GroupSlices:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
+def plan_buckets(sizes: Sequence[int], max_buckets: int = 8) -> List[Tuple[int, int, int]]:
+    """Split consecutive groups with ``sizes`` rows into at most ``max_buckets`` runs ``(g0, g1, M)``
+    (M = largest size in the run), merging the neighbours that add the least padding first."""
+    runs: List[List[int]] = []
+    for g, n in enumerate(sizes):
+        if runs and runs[-1][2] == n:
+            runs[-1][1] = g + 1
+        else:
+            runs.append([g, g + 1, int(n)])
+    def cost(a, b):  # noqa: E306
+        M = max(a[2], b[2])
+        return (b[1] - a[0]) * M - (a[1] - a[0]) * a[2] - (b[1] - b[0]) * b[2]
+    while len(runs) > max_buckets:
+        i = min(range(len(runs) - 1), key=lambda j: cost(runs[j], runs[j + 1]))
+        runs[i:i + 2] = [[runs[i][0], runs[i + 1][1], max(runs[i][2], runs[i + 1][2])]]
+    return [tuple(r) for r in runs]
+
+
 class PaddedGroups:
-    """B groups with at most M rows each. Without ``rows`` the inputs are already padded ``[B*M, F]``;
-    with ``rows`` (int64 ``[R]``, padded position of each compact row) inputs and outputs are compact."""
+    """B groups padded to M rows each: row r of group b is row ``b*M + r`` of a ``[B*M, F]`` tensor.
+    Without ``rows`` the inputs are already padded; with ``rows`` (int64 ``[N]``, padded position of
+    each compact row) inputs and outputs are compact ``[N, F]``."""
 
     def __init__(self, num_groups: int, max_rows: int, rows: Optional[Tensor] = None):
         self.B, self.M, self.rows = int(num_groups), int(max_rows), rows
 
     def linear(self, x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-        """``x @ weight[b] + bias[b]`` with ``weight [B, F, H]``, ``bias [B, H]``."""
+        """``x @ weight[b] + bias[b]`` with ``weight [B, F, H]``, ``bias [B, H]``: one batched matmul."""
         if self.rows is not None:
             x = x.new_zeros(self.B * self.M, x.size(1)).index_copy(0, self.rows, x)
         xb = x.view(self.B, self.M, -1)
@@ -70,8 +90,8 @@ class PaddedGroups:
         """Eval-mode batch norm with each group's own running statistics (``[B, H]`` each)."""
         if mode != "eval":
             raise ValueError(f"PaddedGroups.batch_norm: only mode='eval' is supported, got {mode!r}")
-        scale = weight * torch.rsqrt(var + eps)
-        shift = bias - mean * scale
         if self.rows is not None:
             raise ValueError("PaddedGroups.batch_norm: expects the padded layout (rows=None)")
+        scale = weight * torch.rsqrt(var + eps)
+        shift = bias - mean * scale
         return torch.addcmul(shift.unsqueeze(1), h.view(self.B, self.M, -1), scale.unsqueeze(1)).view_as(h)

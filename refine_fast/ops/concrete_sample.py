@@ -57,7 +57,8 @@ def concrete_sample(logits: Tensor, key: Tensor, seed: int, step: int = 0, tempe
     """Reparameterized edge mask ``m = sigmoid((log u - log(1 - u) + logits) / temperature)``.
 
     ``u = uniform(key, seed, step, logits.dtype)`` (float32 draws for half and bfloat16 logits).
-    Differentiable in ``logits``: ``d m / d logits = m (1 - m) / temperature``.
+    Differentiable in ``logits``: ``d m / d logits = m (1 - m) / temperature``. Infinite logits
+    give 0 or 1; NaN logits give NaN.
 
     Args:
         logits: ``[E]`` floating, the edge logits (log alpha in the paper).

@@ -7,10 +7,11 @@ ratio) do not round up to the next integer.
 
 Deterministic: the k_s highest scores, ties to the lower index.
 Stochastic: k_s edges drawn without replacement with probability proportional to ``scores``
-(probabilities in [0, 1]), by Gumbel-top-k: the k_s largest ``score / E`` with
-``E = -log(u) ~ Exp(1)`` (the same order as ``log(score) + Gumbel``), ``u`` the float64 counter-based
-draw of (seed, key, step) on stream 1, independent of concrete_sample's stream 0. Zero scores
-are only taken when a segment has fewer than k_s positive scores (then by lower index).
+(probabilities in [0, 1] in ReFine; any non-negative weights work), by Gumbel-top-k: the k_s
+largest ``score / E`` with ``E = -log(u) ~ Exp(1)`` (the same order as ``log(score) + Gumbel``),
+``u`` the float64 counter-based draw of (seed, key, step) on stream 1, independent of
+concrete_sample's stream 0. Zero scores are only taken when a segment has fewer than k_s
+positive scores (then by lower index).
 NaN scores raise an error, and so do negative scores when stochastic.
 """
 from __future__ import annotations

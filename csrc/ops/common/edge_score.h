@@ -16,9 +16,9 @@
 
 namespace refine_fast {
 
-REFINE_HOST_DEVICE inline float edge_score_bits_to_float(int32_t bits) {
+REFINE_HOST_DEVICE inline float edge_score_bits_to_float(uint32_t bits) {
 #ifdef __CUDA_ARCH__
-  return __int_as_float(bits);
+  return __uint_as_float(bits);
 #else
   float f;
   std::memcpy(&f, &bits, sizeof(f));
@@ -26,11 +26,24 @@ REFINE_HOST_DEVICE inline float edge_score_bits_to_float(int32_t bits) {
 #endif
 }
 
+REFINE_HOST_DEVICE inline uint32_t edge_score_float_to_bits(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  return bits;
+#endif
+}
+
 // exp(y) for y in [-18, -1]: y = n ln2 + r with |r| <= ln2 / 2, exp(r) by its Taylor
 // polynomial of degree 7 (relative error < 6e-9), times 2^n built in the exponent bits.
+// n is rounded by adding 1.5 * 2^23 (its low mantissa bits then hold n): no float-to-int
+// conversion, which could trap and would keep the compiler from vectorizing.
 REFINE_HOST_DEVICE inline float edge_score_exp_negative(float y) {
-  const int32_t n = static_cast<int32_t>(y * 1.44269504f - 0.5f);  // round half away, y < 0
-  const float nf = static_cast<float>(n);
+  const float shifted = y * 1.44269504f + 12582912.0f;
+  const float nf = shifted - 12582912.0f;
+  const uint32_t n_biased = edge_score_float_to_bits(shifted) - 0x4B400000u + 127u;  // n + 127 in [101, 126]
   const float r = (y - nf * 0.693145752f) - nf * 1.42860677e-6f;  // ln2 split in two parts
   float p = 1.98412698e-4f;                                       // 1/7!
   p = p * r + 1.38888889e-3f;
@@ -40,7 +53,7 @@ REFINE_HOST_DEVICE inline float edge_score_exp_negative(float y) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  return p * edge_score_bits_to_float(static_cast<int32_t>((static_cast<uint32_t>(n) + 127u) << 23));
+  return p * edge_score_bits_to_float(n_biased << 23);
 }
 
 REFINE_HOST_DEVICE inline float edge_score_activation(float x) {

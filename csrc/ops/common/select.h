@@ -6,7 +6,6 @@
 #include <cstdint>
 
 #include "ops/common/macros.h"
-#include "ops/common/philox.h"
 
 namespace refine_fast {
 
@@ -30,10 +29,5 @@ REFINE_HOST_DEVICE inline int64_t select_count(double ratio, int64_t n) {
 // A zero score gives key 0, below every positive score, so it is only taken when needed.
 // `u` is the float64 draw of (seed, key, step) on kSelectStream.
 REFINE_HOST_DEVICE inline double gumbel_select_key(double score, double u) { return score / -std::log(u); }
-
-// Total order of the selection: higher key first, ties to the lower index.
-REFINE_HOST_DEVICE inline bool select_before(double key_a, int64_t index_a, double key_b, int64_t index_b) {
-  return key_a > key_b || (key_a == key_b && index_a < index_b);
-}
 
 }  // namespace refine_fast

@@ -7,6 +7,7 @@
 // edge_term, and weight/bias partial sums per chunk); pass 2 walks the target nodes for
 // grad p_dst. Chunks are ranges of whole nodes balanced by edges + nodes; their number
 // depends only on the sizes, so results do not depend on the thread count.
+#include <ATen/AccumulateType.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -33,6 +34,18 @@ constexpr int64_t kForwardGrain = 512;         // edges per forward task
 constexpr int64_t kEdgesPerChunk = 8192;       // backward chunk size target
 constexpr int64_t kMaxChunks = 64;
 constexpr int64_t kMaxPartials = INT64_C(1) << 22;  // bound on chunks * G * H weight partials
+constexpr int64_t kPrefetchDistance = 8;       // edges: rows are gathered at random, hide the latency
+
+// Requests the cache lines of a row of H values ahead of use.
+template <typename scalar_t>
+inline void prefetch_row(const scalar_t* row, int64_t H) {
+#if defined(__GNUC__)
+  const char* p = reinterpret_cast<const char*>(row);
+  for (int64_t offset = 0; offset < H * static_cast<int64_t>(sizeof(scalar_t)); offset += 64) {
+    __builtin_prefetch(p + offset);
+  }
+#endif
+}
 
 // Rows of a [rows, H] tensor with unit channel stride (other layouts are copied).
 at::Tensor rows_view(const at::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
@@ -85,6 +98,10 @@ REFINE_CPU_CLONES void forward_edges(const Inputs<scalar_t>& in, const scalar_t*
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t H = in.H;
   for (int64_t e = begin; e < end; ++e) {
+    if (e + kPrefetchDistance < end) {
+      prefetch_row(in.p_src + in.src[e + kPrefetchDistance] * in.src_stride, H);
+      prefetch_row(in.p_dst + in.dst[e + kPrefetchDistance] * in.dst_stride, H);
+    }
     const scalar_t* xs = in.p_src + in.src[e] * in.src_stride;
     const scalar_t* xd = in.p_dst + in.dst[e] * in.dst_stride;
     const scalar_t* xt = kTerm ? in.edge_term + e * in.term_stride : nullptr;
@@ -99,40 +116,86 @@ REFINE_CPU_CLONES void forward_edges(const Inputs<scalar_t>& in, const scalar_t*
   }
 }
 
-// Nodes [node_begin, node_end) of one side, each with its edges perm[ptr[n]:ptr[n+1]]:
-// grad_rows[n] = sum over those edges of grad[e] * weight[g_e] * (1 - t_e^2). With kFirst
-// (the source side) also grad edge_term rows and the weight/bias partial sums gw [G, H], gb [G].
-template <typename scalar_t, bool kTerm, bool kFirst>
-REFINE_CPU_CLONES void backward_nodes(const Inputs<scalar_t>& in, const scalar_t* grad, const int64_t* ptr,
-                                      const int64_t* perm, int64_t node_begin, int64_t node_end,
-                                      at::opmath_type<scalar_t>* row, scalar_t* grad_rows, scalar_t* grad_term,
-                                      at::opmath_type<scalar_t>* gw, at::opmath_type<scalar_t>* gb) {
+// Edges grouped by the node at one side ("own"), in increasing edge order within a node:
+// entries ptr[n]:ptr[n+1] belong to node n and hold, per edge, its id, the node at the other
+// end, its group and its incoming gradient, so the backward passes read them sequentially.
+struct SideEdges {
+  at::Tensor ptr;    // [N + 1] int64
+  at::Tensor edge;   // [E] int64
+  at::Tensor other;  // [E] int64
+  at::Tensor group;  // [E] int64, undefined when every edge is in group 0
+  at::Tensor grad;   // [E] opmath
+};
+
+// Stable counting sort of the edges by own[e] (O(E + N), one thread).
+template <typename scalar_t>
+SideEdges sort_side(const int64_t* own, const int64_t* other, const int64_t* group,
+                                               const scalar_t* grad, int64_t E, int64_t N) {
   using opmath_t = at::opmath_type<scalar_t>;
+  const auto long_opts = at::TensorOptions().dtype(at::kLong);
+  SideEdges out{at::zeros({N + 1}, long_opts), at::empty({E}, long_opts), at::empty({E}, long_opts),
+                          group ? at::empty({E}, long_opts) : at::Tensor(),
+                          at::empty({E}, long_opts.dtype(c10::CppTypeToScalarType<opmath_t>::value))};
+  int64_t* ptr = out.ptr.mutable_data_ptr<int64_t>();
+  for (int64_t e = 0; e < E; ++e) ++ptr[own[e] + 1];
+  for (int64_t n = 0; n < N; ++n) ptr[n + 1] += ptr[n];
+  std::vector<int64_t> cursor(ptr, ptr + N);
+  int64_t* edge = out.edge.mutable_data_ptr<int64_t>();
+  int64_t* oth = out.other.mutable_data_ptr<int64_t>();
+  int64_t* grp = group ? out.group.mutable_data_ptr<int64_t>() : nullptr;
+  opmath_t* gr = out.grad.mutable_data_ptr<opmath_t>();
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t j = cursor[own[e]]++;
+    edge[j] = e;
+    oth[j] = other[e];
+    gr[j] = static_cast<opmath_t>(grad[e]);
+    if (grp) grp[j] = group[e];
+  }
+  return out;
+}
+
+// Nodes [node_begin, node_end) of one side (kFirst: the source side):
+// grad_rows[n] = sum over the node's edges of grad_e * weight[g_e] * (1 - t_e^2). With kFirst also
+// the grad edge_term rows and this chunk's weight/bias partial sums gw [G, H], gb [G], accumulated
+// in acc_t (double for float: they sum over thousands of edges).
+template <typename scalar_t, bool kTerm, bool kFirst>
+REFINE_CPU_CLONES void backward_nodes(const Inputs<scalar_t>& in, const int64_t* ptr, const int64_t* edge,
+                                      const int64_t* other, const int64_t* group,
+                                      const at::opmath_type<scalar_t>* grad, int64_t node_begin, int64_t node_end,
+                                      at::opmath_type<scalar_t>* row, scalar_t* grad_rows, scalar_t* grad_term,
+                                      at::acc_type<scalar_t, false>* gw, at::acc_type<scalar_t, false>* gb) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  using acc_t = at::acc_type<scalar_t, false>;
   const int64_t H = in.H;
   const scalar_t* own_base = kFirst ? in.p_src : in.p_dst;
   const int64_t own_stride = kFirst ? in.src_stride : in.dst_stride;
   const scalar_t* other_base = kFirst ? in.p_dst : in.p_src;
   const int64_t other_stride = kFirst ? in.dst_stride : in.src_stride;
-  const int64_t* other_index = kFirst ? in.dst : in.src;
+  const int64_t last = ptr[node_end];
   for (int64_t n = node_begin; n < node_end; ++n) {
     std::fill(row, row + H, opmath_t(0));
     const scalar_t* xo = own_base + n * own_stride;
     for (int64_t j = ptr[n]; j < ptr[n + 1]; ++j) {
-      const int64_t e = perm[j];
-      const scalar_t* xp = other_base + other_index[e] * other_stride;
-      const scalar_t* xt = kTerm ? in.edge_term + e * in.term_stride : nullptr;
-      const int64_t g = in.group ? in.group[e] : 0;
+      if (j + kPrefetchDistance < last) {
+        const int64_t ahead = j + kPrefetchDistance;
+        prefetch_row(other_base + other[ahead] * other_stride, H);
+        if constexpr (kTerm) prefetch_row(in.edge_term + edge[ahead] * in.term_stride, H);
+        if constexpr (kTerm && kFirst) prefetch_row(grad_term + edge[ahead] * H, H);
+      }
+      const scalar_t* xp = other_base + other[j] * other_stride;
+      const scalar_t* xt = kTerm ? in.edge_term + edge[j] * in.term_stride : nullptr;
+      const int64_t g = group ? group[j] : 0;
       const scalar_t* w = in.weight + g * H;
-      const opmath_t go = static_cast<opmath_t>(grad[e]);
+      const opmath_t go = grad[j];
       if constexpr (kFirst) {
-        opmath_t* gwg = gw + g * H;
-        scalar_t* gt = kTerm ? grad_term + e * H : nullptr;
+        acc_t* gwg = gw + g * H;
+        scalar_t* gt = kTerm ? grad_term + edge[j] * H : nullptr;
         gb[g] += go;
 #pragma omp simd
         for (int64_t k = 0; k < H; ++k) {
           const opmath_t t = edge_score_activation(pre_activation<opmath_t, kTerm>(xo, xp, xt, k));
           const opmath_t gp = go * static_cast<opmath_t>(w[k]) * edge_score_activation_grad(t);
-          gwg[k] += go * t;
+          gwg[k] += static_cast<acc_t>(go * t);
           row[k] += gp;
           if constexpr (kTerm) gt[k] = static_cast<scalar_t>(gp);
         }
@@ -149,24 +212,8 @@ REFINE_CPU_CLONES void backward_nodes(const Inputs<scalar_t>& in, const scalar_t
   }
 }
 
-// Edges grouped by node: edges of node n are perm[ptr[n]:ptr[n+1]], in increasing order.
-struct NodeEdges {
-  std::vector<int64_t> ptr;
-  std::vector<int64_t> perm;
-};
-
-NodeEdges group_by_node(const int64_t* index, int64_t num_edges, int64_t num_nodes) {
-  NodeEdges out{std::vector<int64_t>(num_nodes + 1, 0), std::vector<int64_t>(num_edges)};
-  for (int64_t e = 0; e < num_edges; ++e) ++out.ptr[index[e] + 1];
-  for (int64_t n = 0; n < num_nodes; ++n) out.ptr[n + 1] += out.ptr[n];
-  std::vector<int64_t> cursor(out.ptr.begin(), out.ptr.end() - 1);
-  for (int64_t e = 0; e < num_edges; ++e) out.perm[cursor[index[e]]++] = e;
-  return out;
-}
-
 // Node boundaries [C + 1] splitting the nodes into C ranges of about equal edges + nodes.
-std::vector<int64_t> chunk_bounds(const std::vector<int64_t>& ptr, int64_t num_chunks) {
-  const int64_t N = static_cast<int64_t>(ptr.size()) - 1;
+std::vector<int64_t> chunk_bounds(const int64_t* ptr, int64_t N, int64_t num_chunks) {
   const int64_t total = ptr[N] + N;
   std::vector<int64_t> bounds(num_chunks + 1, N);
   bounds[0] = 0;
@@ -233,52 +280,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_scor
   const auto et = edge_term ? rows_view(*edge_term) : at::Tensor();
   const auto gr = group ? group->contiguous() : at::Tensor();
 
-  NodeEdges by_src, by_dst;
-  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t side = begin; side < end; ++side) {
-      if (side == 0) {
-        by_src = group_by_node(ei.const_data_ptr<int64_t>(), E, N_src);
-      } else {
-        by_dst = group_by_node(ei.const_data_ptr<int64_t>() + E, E, N_dst);
-      }
-    }
-  });
   const int64_t C = num_chunks(E, G, H);
-  const auto src_bounds = chunk_bounds(by_src.ptr, C), dst_bounds = chunk_bounds(by_dst.ptr, C);
-
-  const auto opmath = at::toOpMathType(p_src.scalar_type());
-  auto gw_partial = at::zeros({C, G, H}, weight.options().dtype(opmath));
-  auto gb_partial = at::zeros({C, G}, weight.options().dtype(opmath));
+  const auto acc = at::toAccumulateType(p_src.scalar_type(), /*is_cuda=*/false);
+  auto gw_partial = at::zeros({C, G, H}, weight.options().dtype(acc));
+  auto gb_partial = at::zeros({C, G}, weight.options().dtype(acc));
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p_src.scalar_type(), "edge_score_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const auto in = make_inputs<scalar_t>(ps, pd, ei, w, et.defined() ? &et : nullptr, gr.defined() ? &gr : nullptr);
     const scalar_t* grad_ptr = go.const_data_ptr<scalar_t>();
+    SideEdges by_src, by_dst;  // sorted concurrently
+    at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t side = begin; side < end; ++side) {
+        if (side == 0) {
+          by_src = sort_side(in.src, in.dst, in.group, grad_ptr, E, N_src);
+        } else {
+          by_dst = sort_side(in.dst, in.src, in.group, grad_ptr, E, N_dst);
+        }
+      }
+    });
+    const auto src_bounds = chunk_bounds(by_src.ptr.const_data_ptr<int64_t>(), N_src, C);
+    const auto dst_bounds = chunk_bounds(by_dst.ptr.const_data_ptr<int64_t>(), N_dst, C);
     scalar_t* gs = grad_src.mutable_data_ptr<scalar_t>();
     scalar_t* gd = grad_dst.mutable_data_ptr<scalar_t>();
     scalar_t* gt = edge_term ? grad_term.mutable_data_ptr<scalar_t>() : nullptr;
-    opmath_t* gw = gw_partial.mutable_data_ptr<opmath_t>();
-    opmath_t* gb = gb_partial.mutable_data_ptr<opmath_t>();
+    using acc_t = at::acc_type<scalar_t, false>;
+    acc_t* gw = gw_partial.mutable_data_ptr<acc_t>();
+    acc_t* gb = gb_partial.mutable_data_ptr<acc_t>();
     // Even tasks: source-node chunks, odd tasks: target-node chunks (interleaved for balance).
     at::parallel_for(0, 2 * C, 1, [&](int64_t begin, int64_t end) {
       std::vector<opmath_t> row(H);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t c = task / 2;
-        if (task % 2 == 0) {
-          const auto run = [&](auto term) {
-            backward_nodes<scalar_t, decltype(term)::value, true>(in, grad_ptr, by_src.ptr.data(), by_src.perm.data(),
-                                                                  src_bounds[c], src_bounds[c + 1], row.data(), gs,
-                                                                  gt, gw + c * G * H, gb + c * G);
-          };
-          in.edge_term ? run(std::true_type()) : run(std::false_type());
+        const bool first = task % 2 == 0;
+        const auto& side = first ? by_src : by_dst;
+        const auto& bounds = first ? src_bounds : dst_bounds;
+        const int64_t* ptr = side.ptr.const_data_ptr<int64_t>();
+        const int64_t* edge = side.edge.const_data_ptr<int64_t>();
+        const int64_t* other = side.other.const_data_ptr<int64_t>();
+        const int64_t* group = side.group.defined() ? side.group.const_data_ptr<int64_t>() : nullptr;
+        const opmath_t* grad_sorted = side.grad.const_data_ptr<opmath_t>();
+        const auto run = [&](auto term, auto is_first) {
+          backward_nodes<scalar_t, decltype(term)::value, decltype(is_first)::value>(
+              in, ptr, edge, other, group, grad_sorted, bounds[c], bounds[c + 1], row.data(), first ? gs : gd, gt,
+              gw + c * G * H, gb + c * G);
+        };
+        if (in.edge_term) {
+          first ? run(std::true_type(), std::true_type()) : run(std::true_type(), std::false_type());
         } else {
-          const auto run = [&](auto term) {
-            backward_nodes<scalar_t, decltype(term)::value, false>(in, grad_ptr, by_dst.ptr.data(),
-                                                                   by_dst.perm.data(), dst_bounds[c],
-                                                                   dst_bounds[c + 1], row.data(), gd, nullptr,
-                                                                   nullptr, nullptr);
-          };
-          in.edge_term ? run(std::true_type()) : run(std::false_type());
+          first ? run(std::false_type(), std::true_type()) : run(std::false_type(), std::false_type());
         }
       }
     });

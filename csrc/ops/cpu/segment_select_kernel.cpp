@@ -1,14 +1,14 @@
 // CPU kernel of segment_select: parallel over groups of whole segments balanced by
-// edge count; per segment an O(n_s) std::nth_element under the total order of
-// select_before (higher key first, ties to the lower index).
+// edge count; per segment the selection keys, then an O(n_s) top-k (std::nth_element).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <utility>
+#include <functional>
 #include <vector>
 
+#include "ops/common/philox.h"
 #include "ops/common/select.h"
 #include "ops/segment_select.h"
 
@@ -29,40 +29,48 @@ std::vector<int64_t> balanced_segment_groups(const int64_t* ptr, int64_t num_seg
   return bounds;
 }
 
+// Marks the k first of keys[0, n) in the order higher key first, ties to the lower index:
+// the k-th largest key t by std::nth_element on a copy, then every key > t and the
+// lowest-index keys == t. O(n).
+void mark_top_k(const double* keys, int64_t n, int64_t k, std::vector<double>& scratch, bool* mask) {
+  if (k == 1) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; ++i) best = keys[i] > keys[best] ? i : best;
+    mask[best] = true;
+    return;
+  }
+  scratch.assign(keys, keys + n);
+  std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end(), std::greater<double>());
+  const double threshold = scratch[k - 1];
+  int64_t ties_left = k;
+  for (int64_t i = 0; i < n; ++i) ties_left -= keys[i] > threshold;
+  for (int64_t i = 0; i < n; ++i) {
+    const bool tie = keys[i] == threshold && ties_left > 0;
+    ties_left -= tie;
+    mask[i] = keys[i] > threshold || tie;
+  }
+}
+
 template <typename scalar_t>
 void select_segments(const scalar_t* scores, const int64_t* ptr, const double* ratio, bool per_segment_ratio,
                      const int64_t* key, int64_t seed, int64_t step, bool stochastic, int64_t seg_begin,
                      int64_t seg_end, bool* mask) {
-  std::vector<std::pair<double, int64_t>> ranked;  // (selection key, local index)
-  std::vector<double> uniforms;
-  const auto before = [](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& b) {
-    return select_before(a.first, a.second, b.first, b.second);
-  };
+  std::vector<double> keys, scratch;
   for (int64_t s = seg_begin; s < seg_end; ++s) {
     const int64_t begin = ptr[s], n = ptr[s + 1] - begin;
     const int64_t k = select_count(ratio[per_segment_ratio ? s : 0], n);
-    bool* seg_mask = mask + begin;
     if (k == n) {
-      std::fill(seg_mask, seg_mask + n, true);
+      std::fill(mask + begin, mask + begin + n, true);
       continue;
     }
-    std::fill(seg_mask, seg_mask + n, false);
-    ranked.resize(n);
+    keys.resize(n);
     if (stochastic) {
-      uniforms.resize(n);
-      philox_uniform_batch<double>(key + begin, n, seed, step, kSelectStream, uniforms.data());
-      for (int64_t i = 0; i < n; ++i) {
-        ranked[i] = {gumbel_select_key(static_cast<double>(scores[begin + i]), uniforms[i]), i};
-      }
+      philox_uniform_batch<double>(key + begin, n, seed, step, kSelectStream, keys.data());
+      for (int64_t i = 0; i < n; ++i) keys[i] = gumbel_select_key(static_cast<double>(scores[begin + i]), keys[i]);
     } else {
-      for (int64_t i = 0; i < n; ++i) ranked[i] = {static_cast<double>(scores[begin + i]), i};
+      for (int64_t i = 0; i < n; ++i) keys[i] = static_cast<double>(scores[begin + i]);
     }
-    if (k == 1) {
-      seg_mask[std::min_element(ranked.begin(), ranked.end(), before)->second] = true;
-      continue;
-    }
-    std::nth_element(ranked.begin(), ranked.begin() + (k - 1), ranked.end(), before);
-    for (int64_t i = 0; i < k; ++i) seg_mask[ranked[i].second] = true;
+    mark_top_k(keys.data(), n, k, scratch, mask + begin);
   }
 }
 

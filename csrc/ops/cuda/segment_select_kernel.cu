@@ -1,6 +1,6 @@
 // CUDA kernel of segment_select. One thread per edge writes its selection key as an
 // order-preserving uint64; then one block per segment keeps the k_s first edges of the
-// order of select_before (higher key first, ties to the lower index):
+// order higher key first, ties to the lower index:
 //   n_s <= kSmallSegment: keys in shared memory, each edge's rank counted directly;
 //   larger segments: the k_s-th largest key found bit by bit (64 counting passes),
 //   then the ties at it taken in index order with a block scan.
@@ -15,6 +15,7 @@
 
 #include <algorithm>
 
+#include "ops/common/philox.h"
 #include "ops/common/select.h"
 #include "ops/segment_select.h"
 

@@ -1,0 +1,158 @@
+import numpy as np
+import pytest
+import torch
+
+from refine_fast.datasets import (
+    BA3Motif, MNISTSuperpixels75, Mutagenicity, find_tu_raw_dir, load_ba3motif_official, read_mnist_images,
+    superpixel_graph,
+)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+MOTIF_SIZE = {0: 5, 1: 9, 2: 5}
+COPIES = {0: (2, 4), 1: (1, 3), 2: (2, 4)}
+
+
+def _stats(graphs):
+    y = np.array([int(d.y) for d in graphs])
+    nodes = np.array([d.num_nodes for d in graphs])
+    edges = np.array([d.num_edges for d in graphs])
+    return y, nodes, edges
+
+
+# ---- BA-3motif -------------------------------------------------------------------------------
+
+def test_ba3_matches_official_statistics(ba3_full, ba3_official):
+    official = ba3_official
+    assert len(official) == 800 and len(ba3_full) == 3000
+    y, nodes, edges = _stats(ba3_full)
+    oy, onodes, oedges = _stats(official)
+    assert nodes.mean() == pytest.approx(onodes.mean(), rel=0.05)
+    assert edges.mean() == pytest.approx(oedges.mean(), rel=0.05)
+    gt = np.array([int(d.edge_gt.sum()) for d in ba3_full])
+    ogt = np.array([int(d.edge_gt.sum()) for d in official])
+    assert gt.mean() == pytest.approx(ogt.mean(), rel=0.05)
+    for c in range(3):
+        assert (y == c).sum() == 1000
+        assert nodes[y == c].mean() == pytest.approx(onodes[oy == c].mean(), rel=0.05)
+        assert edges[y == c].mean() == pytest.approx(oedges[oy == c].mean(), rel=0.05)
+        copies = (nodes[y == c] - 6) / MOTIF_SIZE[c]
+        ocopies = (onodes[oy == c] - 6) / MOTIF_SIZE[c]
+        lo, hi = COPIES[c]
+        assert set(copies.tolist()) == set(ocopies.tolist()) == set(range(lo, hi + 1))
+
+
+def _first_motif(d, size):
+    """Edges inside the first motif copy (local ids 0..size-1) of a graph."""
+    src, dst = d.edge_index
+    inside = (src >= 6) & (dst >= 6) & (src < 6 + size) & (dst < 6 + size)
+    return set(map(tuple, (d.edge_index[:, inside] - 6).t().tolist()))
+
+
+def test_ba3_motifs_wired_as_official(ba3_full, ba3_official):
+    for c in range(3):
+        generated = _first_motif(ba3_full[1000 * c], MOTIF_SIZE[c])
+        official = _first_motif(next(d for d in ba3_official if int(d.y) == c), MOTIF_SIZE[c])
+        assert generated == official
+
+
+def test_ba3_graph_format(ba3_full):
+    split = ba3_full.split_idx
+    assert [len(split[k]) for k in ("train", "val", "test")] == [2200, 400, 400]
+    assert torch.cat(list(split.values())).sort().values.equal(torch.arange(3000))
+    for i in (0, 1500, 2999):
+        d = ba3_full[i]
+        assert int(d.y) == i // 1000
+        src, dst = d.edge_index
+        assert bool((src < dst).all())  # once, low -> high, no self loops
+        key = src * d.num_nodes + dst
+        assert key.unique().numel() == key.numel()
+        assert d.edge_attr.shape == (d.num_edges, 1) and bool((d.edge_attr == 1).all())
+        assert d.edge_gt.dtype == torch.bool
+        assert d.edge_gt.equal((d.role_id[src] > 0) & (d.role_id[dst] > 0))
+        noise = d.x - 0.25 * torch.nn.functional.one_hot(d.role_id, 4)
+        assert d.x.shape == (d.num_nodes, 4) and bool((noise >= 0).all() & (noise <= 0.75).all())
+        assert bool((d.role_id[:6] == 0).all() & (d.role_id[6:] > 0).all())
+    train, val, test = ba3_full.splits()
+    assert len(train) == 2200 and len(test) == 400
+
+
+def test_ba3_seeded_and_both_directions(ba3_small, tmp_path):
+    again = BA3Motif(tmp_path, seed=0, graphs_per_class=20)
+    assert torch.equal(again._data.x, ba3_small._data.x)
+    assert torch.equal(again._data.edge_index, ba3_small._data.edge_index)
+    assert torch.equal(again.split_idx["test"], ba3_small.split_idx["test"])
+    other = BA3Motif(tmp_path, seed=1, graphs_per_class=20)
+    assert not torch.equal(other._data.x, ba3_small._data.x)
+    both = BA3Motif(tmp_path, seed=0, graphs_per_class=20, both_directions=True)
+    d, d2 = ba3_small[5], both[5]
+    assert d2.num_edges == 2 * d.num_edges
+    assert d2.edge_gt.sum() == 2 * d.edge_gt.sum()
+    assert set(map(tuple, d2.edge_index.t().tolist())) == (
+        set(map(tuple, d.edge_index.t().tolist())) | set(map(tuple, d.edge_index.flip(0).t().tolist())))
+
+
+def test_ba3_official_loader(ba3_official, tmp_path):
+    official = ba3_official
+    d = official[0]
+    assert d.x.shape == (d.num_nodes, 4) and d.edge_gt.dtype == torch.bool
+    assert sum(int(g.edge_gt.sum()) for g in official) > 0.5 * sum(g.num_edges for g in official)
+    with pytest.raises(FileNotFoundError, match="ba3motif_official_subset800"):
+        load_ba3motif_official(tmp_path / "missing.npz")
+
+
+# ---- Mutagenicity ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mutag(data_root, tmp_path_factory):
+    return Mutagenicity(data_root / "mutagenicity", cache_dir=tmp_path_factory.mktemp("mutag"))
+
+
+def test_mutagenicity_counts_and_ground_truth(mutag, data_root):
+    assert len(mutag) == 4337
+    assert torch.bincount(mutag.y).tolist() == [2401, 1936]
+    assert mutag._data.x.shape == (131488, 14) and mutag._data.edge_attr.shape == (266894, 3)
+    gt = mutag._data.edge_gt
+    raw_gt = np.loadtxt(data_root / "mutagenicity" / "raw" / "Mutagenicity_edge_gt.txt")
+    assert gt.dtype == torch.bool and int(gt.sum()) == int(raw_gt.sum())
+    with_gt = [i for i in range(len(mutag)) if mutag[i].edge_gt.any()]
+    assert len(with_gt) == 1356
+    d = mutag[with_gt[0]]
+    atoms = d.x.argmax(-1)[d.edge_index[:, d.edge_gt]]
+    assert bool(((atoms == 4).any(0)).all())  # every NO2 / NH2 bond touches a nitrogen
+    assert [len(mutag.split_idx[k]) for k in ("train", "val", "test")] == [3470, 434, 433]
+
+
+def test_mutagenicity_raw_dir_and_missing_files(data_root, tmp_path):
+    raw = find_tu_raw_dir(data_root / "mutagenicity")
+    assert raw == data_root / "mutagenicity" / "raw"
+    assert find_tu_raw_dir(raw) == raw
+    with pytest.raises(FileNotFoundError, match="Mutagenicity_A.txt"):
+        Mutagenicity(tmp_path, cache_dir=tmp_path / "cache")
+
+
+# ---- MNIST superpixels -----------------------------------------------------------------------
+
+def test_superpixel_graph(data_root):
+    images, labels = read_mnist_images(data_root / "mnist")
+    assert images.shape == (15000, 28, 28) and labels.shape == (15000,)
+    assert set(np.unique(labels).tolist()) == set(range(10))
+    d = superpixel_graph(images[0])
+    assert 55 <= d.num_nodes <= 90 and d.x.shape == (d.num_nodes, 3)
+    assert bool((d.x >= 0).all() & (d.x <= 1).all())
+    pairs = set(map(tuple, d.edge_index.t().tolist()))
+    assert pairs == {(j, i) for i, j in pairs} and all(i != j for i, j in pairs)
+    assert d.edge_attr.shape == (d.num_edges, 2) and bool((d.edge_attr >= 0).all() & (d.edge_attr <= 1).all())
+    lit = d.x[:, 0] > 0
+    assert d.edge_gt.equal(lit[d.edge_index[0]] & lit[d.edge_index[1]])
+    assert 0 < int(d.edge_gt.sum()) < d.num_edges
+
+
+def test_mnist_superpixels_dataset(data_root, tmp_path):
+    ds = MNISTSuperpixels75(data_root / "mnist", cache_dir=tmp_path, split_sizes=(12, 4, 4), progress=False)
+    assert len(ds) == 20 and [len(ds.split_idx[k]) for k in ("train", "val", "test")] == [12, 4, 4]
+    assert ds[0].edge_attr.size(1) == 2 and ds[0].y.shape == (1,)
+    cached = MNISTSuperpixels75(data_root / "mnist", cache_dir=tmp_path, split_sizes=(12, 4, 4))
+    assert torch.equal(cached._data.x, ds._data.x)
+    with pytest.raises(FileNotFoundError, match="t10k-images"):
+        MNISTSuperpixels75(tmp_path / "nowhere", cache_dir=tmp_path / "c", split_sizes=(1, 1, 1))
