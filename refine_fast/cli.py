@@ -81,7 +81,7 @@ def cmd_train_gnn(args) -> Dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- pretrain
-def _pretrain(dataset, splits, model, name: str, args) -> "Any":
+def _pretrain(dataset, splits, model, name: str, args, world: int = 1) -> "Any":
     from .explain import ReFine, ReFineConfig
 
     overrides = _variant_overrides(args.variant)
@@ -89,24 +89,35 @@ def _pretrain(dataset, splits, model, name: str, args) -> "Any":
         overrides["hidden"] = args.hidden
     config = ReFineConfig.for_dataset(name, **overrides)
     refine = ReFine(model, config=config, seed=args.seed, **_dims(dataset))
-    history = refine.pretrain(splits["train"], epochs=args.epochs, seed=args.seed, val_dataset=splits["val"],
-                              progress=not args.no_progress)
+    if world > 1:  # data parallel over the torchrun ranks, same global batches as one process
+        from .explain.distributed import pretrain_refine
+
+        history = pretrain_refine(refine, splits["train"], epochs=args.epochs, seed=args.seed,
+                                  val_dataset=splits["val"], progress=not args.no_progress)
+    else:
+        history = refine.pretrain(splits["train"], epochs=args.epochs, seed=args.seed, val_dataset=splits["val"],
+                                  progress=not args.no_progress)
     return refine, history
 
 
 def cmd_pretrain(args) -> Dict[str, Any]:
     from .models import load_model
 
+    rank, world = _distributed()
     dataset, splits = _load(args)
     model = load_model(args.model)
     start = time.perf_counter()
-    refine, history = _pretrain(dataset, splits, model, args.dataset, args)
+    refine, history = _pretrain(dataset, splits, model, args.dataset, args, world)
     seconds = time.perf_counter() - start
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    refine.save(args.out)
-    _say(args, f"pre-trained {args.variant} in {seconds:.1f}s; explainer written to {args.out}")
-    return {"explainer": str(args.out), "seconds": seconds, "variant": args.variant,
-            "config": refine.config.to_dict(), "history": history}
+    if rank == 0:  # every rank holds the same attributors
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        refine.save(args.out)
+        _say(args, f"pre-trained {args.variant} in {seconds:.1f}s; explainer written to {args.out}")
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return {"explainer": str(args.out), "seconds": seconds, "variant": args.variant, "rank": rank,
+            "world_size": world, "config": refine.config.to_dict(), "history": history}
 
 
 # --------------------------------------------------------------------------- explain

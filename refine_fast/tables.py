@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .baselines import EXPLAINERS, NOT_RUN, build_explainers
+from .baselines.base import fingerprint
 from .baselines.refine import ReFineExplainer
 from .explain import ReFineConfig
 
@@ -189,7 +190,8 @@ def machine_info() -> Dict:
 
 def _settings(bundle: Bundle, name: str, quick: bool, num_graphs: int, gnn_epochs: int, pg_epochs: int) -> Dict:
     s = {"dataset": bundle.name, "explainer": name, "quick": quick, "num_graphs": num_graphs,
-         "model": bundle.info.get("model"), "torch_threads": torch.get_num_threads()}
+         "model": bundle.info.get("model"), "fingerprint": bundle.info.get("fingerprint"),
+         "torch_threads": torch.get_num_threads()}
     if name == "GNNExplainer":
         s["epochs"] = gnn_epochs
     elif name == "PGExplainer":
@@ -241,6 +243,7 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
         index, _ = metrics.correct_subset(bundle.model, bundle.test)
         correct = [bundle.test[i] for i in index.tolist()]
         graphs = correct[:max_graphs] if max_graphs is not None else correct
+        bundle.info["fingerprint"] = fingerprint(bundle.model, list(graphs) + list(bundle.train))
         entry = {"title": TITLES.get(ds, ds), "train_graphs": len(bundle.train),
                  "test_graphs": len(bundle.test), "correct": len(correct),
                  "evaluated": len(graphs), "recall_n": bundle.recall_n, "model": bundle.info.get("model"),
@@ -283,7 +286,8 @@ def _one_at_a_time(bundle: Bundle, explainer, graphs: Sequence, result_dir: Path
     batch size 1, PGExplainer one ``Explainer`` call per graph), as the paper's Table 4 timed them."""
     path = result_dir / f"{_slug(explainer.name)}_one_at_a_time.json"
     settings = {"num_graphs": len(graphs), "quick": quick, "model": bundle.info.get("model"),
-                "config": bundle.config.to_dict(), "torch_threads": torch.get_num_threads()}
+                "fingerprint": bundle.info.get("fingerprint"), "config": bundle.config.to_dict(),
+                "torch_threads": torch.get_num_threads()}
     if resume and path.is_file():
         cached = json.loads(path.read_text())
         if cached.get("settings") == json.loads(json.dumps(settings)):

@@ -46,6 +46,13 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
                               gnnexplainer_epochs=5, pgexplainer_epochs=2)
     assert again["datasets"]["tiny"]["summary"] == entry["summary"]
 
+    # another model (same path/name) must not reuse the cached results
+    with torch.no_grad():
+        bundle.model.lin.bias.add_(1e-3)
+    with pytest.raises(pytest.fail.Exception, match="recomputed"):
+        tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
+                          gnnexplainer_epochs=5, pgexplainer_epochs=2)
+
 
 def test_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match="dataset must be one of"):

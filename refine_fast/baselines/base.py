@@ -1,6 +1,7 @@
 """The one interface every explainer of the comparison implements, and batching helpers."""
 from __future__ import annotations
 
+import hashlib
 import inspect
 from dataclasses import dataclass
 from typing import List, Optional, Protocol, Sequence, runtime_checkable
@@ -9,7 +10,8 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import MessagePassing
 
-__all__ = ["EdgeExplainer", "Collated", "collate", "model_kwargs", "split_edges", "unregister_masks"]
+__all__ = ["EdgeExplainer", "Collated", "collate", "model_kwargs", "split_edges", "unregister_masks",
+           "fingerprint"]
 
 
 @runtime_checkable
@@ -81,3 +83,15 @@ def unregister_masks(model: torch.nn.Module) -> None:
         if isinstance(module, MessagePassing) and "_edge_mask" in module._parameters:
             del module._parameters["_edge_mask"]
             module._edge_mask = None
+
+
+def fingerprint(model: torch.nn.Module, graphs: Sequence = (), extra: str = "") -> str:
+    """A short hash of the model's weights, the graphs' tensors and ``extra``: cached results and
+    checkpoints are reused only for the same model and data."""
+    h = hashlib.sha1(extra.encode())
+    tensors = list(model.state_dict().values())
+    for g in graphs:
+        tensors += [g.x, g.edge_index] + ([g.edge_attr] if getattr(g, "edge_attr", None) is not None else [])
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]

@@ -1,7 +1,6 @@
 """ReFine and its variants (ReFine-FT, ReFine-CT, the PGExplainer-equivalent) behind the common interface."""
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..explain import ReFine, ReFineConfig
-from .base import collate, model_kwargs
+from .base import collate, fingerprint, model_kwargs
 
 __all__ = ["ReFineExplainer", "refine_variants"]
 
@@ -39,17 +38,14 @@ class ReFineExplainer:
             val_graphs: Optional[Sequence] = None, checkpoint_dir: Optional[Path] = None,
             progress: bool = False) -> None:
         """Pre-train (or reuse: from ``shared``, or from ``checkpoint_dir`` where the attributors and the
-        pre-training seconds are saved, keyed by the config, the target model's weights, the number of
-        training graphs and the seed)."""
+        pre-training seconds are saved, keyed by the config, the target model's weights, the training
+        graphs and the seed)."""
         settings = json.dumps(self.config.to_dict(), sort_keys=True)
         key = (id(model), settings, int(seed))
         if key not in self.shared:
             path = None
             if checkpoint_dir is not None:
-                h = hashlib.sha1(f"{settings}|{len(train_graphs)}".encode())
-                for v in model.state_dict().values():
-                    h.update(v.detach().cpu().contiguous().numpy().tobytes())
-                digest = h.hexdigest()[:12]
+                digest = fingerprint(model, train_graphs, settings)
                 path = Path(checkpoint_dir) / f"refine_{digest}_seed{seed}.pt"
             if path is not None and path.is_file() and path.with_suffix(".json").is_file():
                 refine = ReFine.load(path, model)

@@ -28,6 +28,8 @@ from .target import TargetModel
 
 __all__ = ["fine_tune_batch", "fine_tune"]
 
+MAX_BUCKETS = 4  # size buckets per batch: fewer = more padding, more = more per-step overhead
+
 
 class _Bucket:
     """Graphs ``g0..g1-1`` of a batch in the padded layout, with their own parameter copies."""
@@ -72,7 +74,8 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
     b = pack.take(index)
     B = b.num_graphs
     group_b = groups[index]
-    buckets = [_Bucket(attributors, b, group_b, g0, g1, M) for g0, g1, M in plan_buckets(b.node_ptr.diff().tolist())]
+    sizes = b.node_ptr.diff().tolist()
+    buckets = [_Bucket(attributors, b, group_b, g0, g1, M) for g0, g1, M in plan_buckets(sizes, MAX_BUCKETS)]
     target_probs = probs[index]
     dtype = target_probs.dtype
     inv_count = 1.0 / b.edge_ptr.diff().to(dtype)

@@ -14,6 +14,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "ops/common/edge_score.h"
@@ -30,7 +31,7 @@ namespace refine_fast {
 
 namespace {
 
-constexpr int64_t kForwardGrain = 512;         // edges per forward task
+constexpr int64_t kForwardChunk = 2048;        // edges per forward task
 constexpr int64_t kEdgesPerChunk = 8192;       // backward chunk size target
 constexpr int64_t kMaxChunks = 64;
 constexpr int64_t kMaxPartials = INT64_C(1) << 22;  // bound on chunks * G * H weight partials
@@ -45,6 +46,17 @@ inline void prefetch_row(const scalar_t* row, int64_t H) {
     __builtin_prefetch(p + offset);
   }
 #endif
+}
+
+// Runs task(c) for c in [0, num_tasks) on the intra-op threads, handing tasks out one at a
+// time: on a shared machine a descheduled thread does not hold up the others.
+template <typename F>
+void parallel_tasks(int64_t num_tasks, const F& task) {
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(num_tasks, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t c = next++; c < num_tasks; c = next++) task(c);
+  });
 }
 
 // Rows of a [rows, H] tensor with unit channel stride (other layouts are copied).
@@ -250,7 +262,8 @@ at::Tensor edge_score_cpu(const at::Tensor& p_src, const at::Tensor& p_dst, cons
     const auto in = make_inputs<scalar_t>(ps, pd, ei, w, et.defined() ? &et : nullptr, gr.defined() ? &gr : nullptr);
     const scalar_t* bias_ptr = b.const_data_ptr<scalar_t>();
     scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, E, kForwardGrain, [&](int64_t begin, int64_t end) {
+    parallel_tasks((E + kForwardChunk - 1) / kForwardChunk, [&](int64_t c) {
+      const int64_t begin = c * kForwardChunk, end = std::min(begin + kForwardChunk, E);
       if (in.edge_term) {
         forward_edges<scalar_t, true>(in, bias_ptr, out_ptr, begin, end);
       } else {
@@ -307,29 +320,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_scor
     using acc_t = at::acc_type<scalar_t, false>;
     acc_t* gw = gw_partial.mutable_data_ptr<acc_t>();
     acc_t* gb = gb_partial.mutable_data_ptr<acc_t>();
-    // Even tasks: source-node chunks, odd tasks: target-node chunks (interleaved for balance).
-    at::parallel_for(0, 2 * C, 1, [&](int64_t begin, int64_t end) {
+    // Even tasks: source-node chunks, odd tasks: target-node chunks.
+    parallel_tasks(2 * C, [&](int64_t task) {
+      const int64_t c = task / 2;
+      const bool first = task % 2 == 0;
+      const auto& side = first ? by_src : by_dst;
+      const auto& bounds = first ? src_bounds : dst_bounds;
+      const int64_t* ptr = side.ptr.const_data_ptr<int64_t>();
+      const int64_t* edge = side.edge.const_data_ptr<int64_t>();
+      const int64_t* other = side.other.const_data_ptr<int64_t>();
+      const int64_t* group = side.group.defined() ? side.group.const_data_ptr<int64_t>() : nullptr;
+      const opmath_t* grad_sorted = side.grad.const_data_ptr<opmath_t>();
       std::vector<opmath_t> row(H);
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t c = task / 2;
-        const bool first = task % 2 == 0;
-        const auto& side = first ? by_src : by_dst;
-        const auto& bounds = first ? src_bounds : dst_bounds;
-        const int64_t* ptr = side.ptr.const_data_ptr<int64_t>();
-        const int64_t* edge = side.edge.const_data_ptr<int64_t>();
-        const int64_t* other = side.other.const_data_ptr<int64_t>();
-        const int64_t* group = side.group.defined() ? side.group.const_data_ptr<int64_t>() : nullptr;
-        const opmath_t* grad_sorted = side.grad.const_data_ptr<opmath_t>();
-        const auto run = [&](auto term, auto is_first) {
-          backward_nodes<scalar_t, decltype(term)::value, decltype(is_first)::value>(
-              in, ptr, edge, other, group, grad_sorted, bounds[c], bounds[c + 1], row.data(), first ? gs : gd, gt,
-              gw + c * G * H, gb + c * G);
-        };
-        if (in.edge_term) {
-          first ? run(std::true_type(), std::true_type()) : run(std::true_type(), std::false_type());
-        } else {
-          first ? run(std::false_type(), std::true_type()) : run(std::false_type(), std::false_type());
-        }
+      const auto run = [&](auto term, auto is_first) {
+        backward_nodes<scalar_t, decltype(term)::value, decltype(is_first)::value>(
+            in, ptr, edge, other, group, grad_sorted, bounds[c], bounds[c + 1], row.data(), first ? gs : gd, gt,
+            gw + c * G * H, gb + c * G);
+      };
+      if (in.edge_term) {
+        first ? run(std::true_type(), std::true_type()) : run(std::true_type(), std::false_type());
+      } else {
+        first ? run(std::false_type(), std::true_type()) : run(std::false_type(), std::false_type());
       }
     });
   });

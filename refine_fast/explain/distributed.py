@@ -1,0 +1,280 @@
+"""Data-parallel pre-training of the stacked attributors across ``torch.distributed`` ranks (torchrun).
+
+Every rank holds the whole training pack and draws the same shuffled global batches as
+:func:`refine_fast.explain.pretrain.pretrain`; rank ``r`` of ``W`` computes its shard ``index[r::W]``
+of each global batch. Whatever couples the graphs of a batch is made global, so ``W`` ranks give the
+single-process result for the same global batch, up to float reduction order:
+
+* batch norm uses each group's statistics over the rows of all ranks (sums all-reduced, two passes);
+* fidelity, mask size and mask entropy are sums over the shard divided by the global graph / edge count;
+* the contrastive InfoNCE term pairs every graph with every other graph of the global batch: the
+  subgraph representations ``h`` are all-gathered with gradients (:func:`all_gather_rows`) and each
+  rank adds ``1/W`` of the global term, so the ranks' losses sum to the single-process loss;
+* the gradients of that sum are all-reduced (one flat buffer, the collective DDP uses; DDP itself
+  averages per-rank mean losses, which the global couplings above do not fit) and every rank takes the
+  same Adam step. Batch-norm running statistics are updated from the global statistics, so the ranks'
+  attributors stay identical; rank 0's initial state is broadcast first.
+
+Noise is keyed by graph id and step, so a graph draws the same sample on whichever rank it lands.
+The collectives inside the loss are differentiable (:func:`all_reduce_sum`); every rank runs them in
+the same order in the backward pass too, also a rank whose shard of a short last batch is empty.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..ops import concrete_sample, segment_select
+from .attributor import StackedAttributors, encode, score
+from .config import ReFineConfig
+from .grouped import GroupSlices
+from .losses import contrastive, fidelity, mask_entropy
+from .packing import GraphPack
+from .pretrain import _bounds
+from .propagate import gcn_norm
+from .subgraph import edge_subgraph
+from .target import TargetModel
+
+__all__ = ["all_reduce_sum", "all_gather_rows", "SyncedGroupSlices", "distributed_pretrain_loss", "distributed_pretrain", "pretrain_refine"]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: Tensor, group) -> Tensor:
+        ctx.group = group
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
+
+
+def all_reduce_sum(tensor: Tensor, group=None) -> Tensor:
+    """Sum of ``tensor`` over the ranks (collective), differentiable: the gradient reaching each rank's
+    input is the sum of all ranks' output gradients (the ranks' losses are summed)."""
+    return _AllReduceSum.apply(tensor, group)
+
+
+def all_gather_rows(h: Tensor, counts: Sequence[int], group=None) -> Tensor:
+    """Rows ``h [counts[rank], F]`` of every rank concatenated in rank order -> ``[sum(counts), F]``,
+    differentiable like :func:`all_reduce_sum` (rank slots of a zero-padded ``[W, max(counts), F]``
+    buffer summed over the ranks: exact, and gloo needs no all-to-all for the backward pass)."""
+    rank, rows = dist.get_rank(group), max(counts)
+    slot = F.pad(h, (0, 0, 0, rows - h.size(0)))
+    buf = torch.stack([slot if r == rank else torch.zeros_like(slot) for r in range(len(counts))])
+    full = all_reduce_sum(buf, group)
+    return torch.cat([full[r, :n] for r, n in enumerate(counts)])
+
+
+class SyncedGroupSlices(GroupSlices):
+    """:class:`GroupSlices` whose training-mode batch norm uses each group's statistics over the rows
+    of every rank of ``group`` (a cross-rank, per-group SyncBatchNorm; differentiable)."""
+
+    def __init__(self, bounds: Sequence[int], group=None):
+        super().__init__(bounds)
+        self.group = group
+
+    def linear(self, x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+        """As :meth:`GroupSlices.linear`; without rows, an empty product that keeps this rank's
+        autograd graph connected, so its backward pass runs the same collectives as the other ranks."""
+        if self.spans:
+            return super().linear(x, weight, bias)
+        return x @ weight[0] if bias is None else torch.addmm(bias[0], x, weight[0])
+
+    def batch_norm(self, h: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, var: Tensor,
+                   mode: str, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+        """As :meth:`GroupSlices.batch_norm` with the rows of all ranks; ``h [R, H]``, parameters and
+        running statistics ``[G, H]``. Every rank must call it (collective) unless ``mode='eval'``."""
+        if mode == "eval":
+            return super().batch_norm(h, weight, bias, mean, var, mode, momentum, eps)
+        G = len(self.bounds) - 1
+        sizes = torch.tensor([e - s for s, e in zip(self.bounds[:-1], self.bounds[1:])], device=h.device)
+        row_group = torch.repeat_interleave(torch.arange(G, device=h.device), sizes, output_size=h.size(0))
+        local = torch.cat([h.new_zeros(G, h.size(1)).index_add(0, row_group, h), sizes.unsqueeze(1).to(h.dtype)], 1)
+        total = all_reduce_sum(local, self.group)
+        n = total[:, -1:]                                               # [G, 1] rows of each group, all ranks
+        mu = total[:, :-1] / n.clamp_min(1)
+        sq = h.new_zeros(G, h.size(1)).index_add(0, row_group, (h - mu[row_group]).square())
+        biased = all_reduce_sum(sq, self.group) / n.clamp_min(1)
+        use_batch = n > 1                                               # a single row uses running statistics
+        m = torch.where(use_batch, mu, mean)
+        v = torch.where(use_batch, biased, var)
+        scale = weight * torch.rsqrt(v + eps)
+        out = (h - m[row_group]) * scale[row_group] + bias[row_group]
+        if mode == "train":
+            with torch.no_grad():
+                unbiased = biased * n / (n - 1).clamp_min(1)
+                mean.copy_(torch.where(use_batch, (1 - momentum) * mean + momentum * mu, mean))
+                var.copy_(torch.where(use_batch, (1 - momentum) * var + momentum * unbiased, var))
+        return out
+
+
+def _shards(index: Tensor, groups: Tensor, world: int) -> List[Tensor]:
+    """Rank r's graphs ``index[r::world]``, sorted by attributor group (stable)."""
+    out = []
+    for r in range(world):
+        part = index[r::world]
+        out.append(part[torch.argsort(groups[part], stable=True)])
+    return out
+
+
+def distributed_pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: GraphPack,
+                              index: Tensor, groups: Tensor, classes: Tensor, probs: Tensor,
+                              config: ReFineConfig, seed: int, step: int, bn_mode: str = "train",
+                              group=None) -> Dict[str, Tensor]:
+    """This rank's part of :func:`~refine_fast.explain.pretrain.pretrain_loss` of the global batch
+    ``index`` (int64 ``[B]``, the same on every rank; collective). Summed over the ranks, every term
+    (``'loss'``, ``'fidelity'``, ``'size'``, ``'entropy'``, [``'contrastive'``]) equals the
+    single-process term, and so do the gradients of ``'loss'``. Graphs in ``index`` must have edges."""
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    shards = _shards(index, groups, world)
+    mine = shards[rank]
+    b = pack.take(mine)
+    G = attributors.groups
+    group_b = groups[mine]
+    p, stats = attributors.params(), attributors.stats()
+    dtype = p["lin_weight"].dtype
+    num_graphs = index.numel()
+    num_edges = int(pack.num_edges[index.to(pack.num_edges.device)].sum())
+
+    nodes = SyncedGroupSlices(_bounds(group_b, b.node_ptr.diff(), G), group)
+    edges = GroupSlices(_bounds(group_b, b.edge_ptr.diff(), G))
+    z = encode(p, stats, b.x.to(dtype), b.edge_index, gcn_norm(b.edge_index, b.num_nodes, dtype=dtype), nodes, bn_mode)
+    alpha = score(p, z, b.edge_index, b.edge_attr, nodes, edges, group_b[b.edge_batch])
+    m = concrete_sample(alpha, b.key, seed, step, config.temperature)
+
+    if b.num_graphs:
+        fid = fidelity(probs[mine], target.on(b, edge_mask=m)).sum() / num_graphs
+    else:  # fewer graphs than ranks in this batch: this rank only takes part in the collectives
+        fid = m.sum() * 0.0
+    size = m.sum() / num_edges
+    ent = mask_entropy(m).sum() / num_edges
+    loss = fid + config.size_coef * size + config.entropy_coef * ent
+    terms = {"fidelity": fid.detach(), "size": size.detach(), "entropy": ent.detach()}
+
+    if config.gamma > 0:
+        selected = segment_select(m.detach(), b.edge_ptr, config.ratio, b.key, seed, step, stochastic=False)
+        sub = edge_subgraph(b, selected)
+        sub_nodes = SyncedGroupSlices(_bounds(group_b[sub.batch], torch.ones_like(sub.batch), G), group)
+        norm = gcn_norm(sub.edge_index, sub.x.size(0), m[selected])
+        zs = encode(p, stats, sub.x.to(dtype), sub.edge_index, norm, sub_nodes,
+                    "batch" if bn_mode == "train" else bn_mode)
+        count = torch.bincount(sub.batch, minlength=b.num_graphs).clamp_min(1).to(dtype)
+        h = zs.new_zeros(b.num_graphs, zs.size(1)).index_add(0, sub.batch, zs) / count.unsqueeze(1)
+        h_all = all_gather_rows(h, [s.numel() for s in shards], group)
+        cts = contrastive(h_all, classes[torch.cat(shards)], config.tau) / world
+        loss = loss + config.gamma * cts
+        terms["contrastive"] = cts.detach()
+    terms["loss"] = loss
+    return terms
+
+
+def _all_reduce_grads(params: Sequence[Tensor], group) -> None:
+    """Sum every parameter's gradient over the ranks (one flat buffer; a missing gradient counts as 0)."""
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_reduce(flat, group=group)
+    for p, g in zip(params, flat.split([p.numel() for p in params])):
+        p.grad = g.view_as(p)
+
+
+def distributed_pretrain(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, groups: Tensor,
+                         classes: Tensor, probs: Tensor, config: ReFineConfig, *, epochs: int, batch_size: int,
+                         seed: int = 0, val: Optional[tuple] = None, progress: bool = True,
+                         group=None) -> Dict[str, list]:
+    """:func:`~refine_fast.explain.pretrain.pretrain` split over the ranks of ``group`` (default: the
+    whole process group, which must be initialized). Same arguments, same global batches, same
+    history (the global per-epoch means, identical on every rank). Progress is shown on rank 0."""
+    rank = dist.get_rank(group)
+    train_index = torch.nonzero(pack.num_edges > 0).view(-1)
+    if train_index.numel() == 0:
+        raise ValueError("distributed_pretrain: no training graph has edges")
+    src = dist.get_global_rank(group, 0) if group is not None else 0
+    for t in list(attributors.parameters()) + list(attributors.buffers()):
+        dist.broadcast(t.data, src, group=group)
+    params = list(attributors.parameters())
+    opt = torch.optim.Adam(params, lr=config.lr)
+    sched = None
+    if val is not None:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.2, patience=3, min_lr=1e-5)
+    gen = torch.Generator().manual_seed(seed)
+    n_batches = (train_index.numel() + batch_size - 1) // batch_size
+    history: Dict[str, list] = {}
+    step = 0
+    bar = tqdm(total=epochs * n_batches, desc=f"pretrain ({dist.get_world_size(group)} ranks)",
+               disable=not progress or rank != 0, leave=False)
+    attributors.train()
+    try:
+        for _ in range(epochs):
+            perm = train_index[torch.randperm(train_index.numel(), generator=gen).to(train_index.device)]
+            sums: Dict[str, float] = {}
+            for start in range(0, perm.numel(), batch_size):
+                index = perm[start:start + batch_size]
+                terms = distributed_pretrain_loss(attributors, target, pack, index, groups, classes, probs,
+                                                  config, seed, step, group=group)
+                opt.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                _all_reduce_grads(params, group)
+                opt.step()
+                step += 1
+                names = sorted(terms)
+                values = torch.stack([terms[k].detach().double() for k in names])
+                dist.all_reduce(values, group=group)
+                for k, v in zip(names, values.tolist()):
+                    sums[k] = sums.get(k, 0.0) + v * index.numel()
+                bar.update(1)
+            for k, v in sums.items():
+                history.setdefault(k, []).append(v / perm.numel())
+            if val is not None:
+                vloss = distributed_validation_loss(attributors, target, *val, config=config, batch_size=batch_size,
+                                                    seed=seed, group=group)
+                history.setdefault("val_loss", []).append(vloss)
+                sched.step(vloss)
+            history.setdefault("lr", []).append(opt.param_groups[0]["lr"])
+            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+    finally:
+        bar.close()
+        attributors.eval()
+    return history
+
+
+@torch.no_grad()
+def distributed_validation_loss(attributors: StackedAttributors, target: TargetModel, pack: GraphPack,
+                                groups: Tensor, classes: Tensor, probs: Tensor, *, config: ReFineConfig,
+                                batch_size: int, seed: int, group=None) -> float:
+    """:func:`~refine_fast.explain.pretrain.validation_loss` split over the ranks (collective)."""
+    index = torch.nonzero(pack.num_edges > 0).view(-1)
+    total = torch.zeros((), dtype=torch.float64)
+    for start in range(0, index.numel(), batch_size):
+        chunk = index[start:start + batch_size]
+        terms = distributed_pretrain_loss(attributors, target, pack, chunk, groups, classes, probs, config,
+                                          seed, 0, "eval", group=group)
+        total += terms["loss"].double().cpu() * chunk.numel()
+    dist.all_reduce(total, group=group)
+    return float(total) / max(index.numel(), 1)
+
+
+def pretrain_refine(refine, dataset: Sequence, epochs: Optional[int] = None, batch_size: Optional[int] = None,
+                    seed: int = 0, val_dataset: Optional[Sequence] = None, progress: bool = True,
+                    group=None) -> Dict[str, list]:
+    """:meth:`ReFine.pretrain <refine_fast.explain.ReFine.pretrain>` of a :class:`~refine_fast.explain.ReFine`
+    over the ranks of ``group``: call it on every rank with the same ``dataset`` and arguments."""
+    epochs = refine.config.epochs if epochs is None else int(epochs)
+    batch_size = refine.config.batch_size if batch_size is None else int(batch_size)
+    pack, probs, cls, groups = refine._prepare(dataset, batch_size=batch_size)
+    val = None
+    if val_dataset is not None:
+        vpack, vprobs, vcls, vgroups = refine._prepare(list(val_dataset), batch_size=batch_size)
+        val = (vpack, vgroups, vcls, vprobs)
+    with refine.target.frozen():
+        return distributed_pretrain(refine.attributors, refine.target, pack, groups, cls, probs, refine.config,
+                                    epochs=epochs, batch_size=batch_size, seed=seed, val=val, progress=progress,
+                                    group=group)
