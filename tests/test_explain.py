@@ -240,6 +240,8 @@ def test_seeds_and_threads(refine64):
     finally:
         torch.set_num_threads(threads)
     assert max_diff(one, two) <= 1e-10
+    concurrent = refine.explain(test, steps=3, lr=1e-2, batch_size=4, workers=2, progress=False)
+    assert max_diff(one, concurrent) <= 1e-10
 
 
 def test_steps_zero_is_the_pretrained_attributor(refine64):
@@ -302,7 +304,7 @@ def test_pretraining_is_seeded_and_learns():
     model = train(GCN(), data)
     runs = []
     for _ in range(2):
-        refine = ReFine(model, 3, 4, hidden=16, epochs=8, lr=1e-2, batch_size=20, seed=5)
+        refine = ReFine(model, 3, 4, hidden=16, epochs=5, lr=1e-2, batch_size=30, seed=5)
         runs.append(refine.pretrain(data, seed=7, progress=False))
     assert runs[0]["loss"] == runs[1]["loss"]
     assert runs[0]["loss"][-1] < runs[0]["loss"][0]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops import edge_score
-from .propagate import propagate
+from .propagate import Propagation, propagate
 
 __all__ = ["StackedAttributors", "encode", "score"]
 
@@ -94,17 +94,18 @@ class StackedAttributors(nn.Module):
         return params, stats
 
 
-def encode(p: Params, stats: Params, x: Tensor, edge_index: Tensor, norm: Tensor, nodes, bn_mode: str) -> Tensor:
-    """Node embeddings ``z [N, H]``. ``nodes`` is a grouping (:mod:`.grouped`) of the N rows, ``norm [E]``
-    the normalized adjacency values (:func:`.propagate.gcn_norm`), ``bn_mode`` as in
-    :meth:`GroupSlices.batch_norm`."""
+def encode(p: Params, stats: Params, x: Tensor, edge_index: Tensor, norm, nodes, bn_mode: str) -> Tensor:
+    """Node embeddings ``z [N, H]``. ``nodes`` is a grouping (:mod:`.grouped`) of the N rows, ``norm``
+    the normalized adjacency values ``[E]`` (:func:`.propagate.gcn_norm`) or a prepared
+    :class:`.propagate.Propagation`, ``bn_mode`` as in :meth:`GroupSlices.batch_norm`."""
     H = p["lin_bias"].size(-1)
     h = F.relu(nodes.linear(x, p["lin_weight"], p["lin_bias"]))
     layer = 0
     while f"conv{layer}_weight" in p:
         hw = nodes.linear(h, p[f"conv{layer}_weight"], F.pad(p[f"conv{layer}_bias"], (H, 0)))
         hw_prop, hw_root = hw.split(H, dim=1)
-        h = F.relu(propagate(hw_prop, edge_index, norm) + hw_root)  # conv act; ReLU∘ReLU = ReLU
+        agg = norm(hw_prop) if isinstance(norm, Propagation) else propagate(hw_prop, edge_index, norm)
+        h = F.relu(agg + hw_root)  # conv act; ReLU∘ReLU = ReLU
         h = nodes.batch_norm(h, p[f"bn{layer}_weight"], p[f"bn{layer}_bias"],
                              stats[f"bn{layer}_mean"], stats[f"bn{layer}_var"], bn_mode)
         layer += 1

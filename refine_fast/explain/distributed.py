@@ -40,7 +40,8 @@ from .propagate import gcn_norm
 from .subgraph import edge_subgraph
 from .target import TargetModel
 
-__all__ = ["all_reduce_sum", "all_gather_rows", "SyncedGroupSlices", "distributed_pretrain_loss", "distributed_pretrain", "pretrain_refine"]
+__all__ = ["all_reduce_sum", "all_gather_rows", "SyncedGroupSlices", "distributed_pretrain_loss",
+           "distributed_pretrain", "distributed_validation_loss", "pretrain_refine"]
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -252,12 +253,12 @@ def distributed_validation_loss(attributors: StackedAttributors, target: TargetM
                                 batch_size: int, seed: int, group=None) -> float:
     """:func:`~refine_fast.explain.pretrain.validation_loss` split over the ranks (collective)."""
     index = torch.nonzero(pack.num_edges > 0).view(-1)
-    total = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=pack.x.device)  # nccl reduces device tensors
     for start in range(0, index.numel(), batch_size):
         chunk = index[start:start + batch_size]
         terms = distributed_pretrain_loss(attributors, target, pack, chunk, groups, classes, probs, config,
                                           seed, 0, "eval", group=group)
-        total += terms["loss"].double().cpu() * chunk.numel()
+        total += terms["loss"].double() * chunk.numel()
     dist.all_reduce(total, group=group)
     return float(total) / max(index.numel(), 1)
 

@@ -10,6 +10,9 @@ independently and only the edge probabilities are concatenated.
 """
 from __future__ import annotations
 
+import copy
+import queue
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import List, Optional, Union
 
 import torch
@@ -22,7 +25,7 @@ from .config import ReFineConfig
 from .grouped import PaddedGroups, plan_buckets
 from .losses import fidelity, mask_entropy
 from .packing import GraphBatch, GraphPack
-from .propagate import gcn_norm
+from .propagate import Propagation, gcn_norm
 from .subgraph import edge_subgraph
 from .target import TargetModel
 
@@ -45,7 +48,7 @@ class _Bucket:
         pos = node_graph * M + (torch.arange(n0, n1, device=device) - b.node_ptr[g0:g1][node_graph])
         self.x = torch.zeros(B * M, b.x.size(1), dtype=dtype, device=device).index_copy(0, pos, b.x[n0:n1].to(dtype))
         self.edge_index = pos[b.edge_index[:, e0:e1] - n0]  # padded node ids within the bucket
-        self.norm = gcn_norm(self.edge_index, B * M, dtype=dtype)
+        self.norm = Propagation(self.edge_index, gcn_norm(self.edge_index, B * M, dtype=dtype), B * M)
         self.nodes = PaddedGroups(B, M)
         self.edge_group = b.edge_batch[e0:e1] - g0
         self.edge_attr, self.edges = None, None
@@ -103,12 +106,15 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
 
 def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, groups: Tensor,
               probs: Tensor, config: ReFineConfig, *, ratio: float, steps: int, lr: float, seed: int,
-              batch_size: int, progress: bool = True, index: Optional[Tensor] = None) -> List[Tensor]:
-    """Explain graphs ``index`` of ``pack`` (default: all) in batches of ``batch_size``.
+              batch_size: int, progress: bool = True, index: Optional[Tensor] = None, workers: int = 1) -> List[Tensor]:
+    """Explain graphs ``index`` of ``pack`` (default: all) in batches of at most ``batch_size``.
 
-    Graphs are batched by size (less padding), results are returned in ``index`` order as one
-    ``[E_g]`` tensor of edge probabilities per graph; graphs without edges get an empty tensor.
-    ``steps = 0`` returns the pre-trained attributor's probabilities (ReFine-FT).
+    Graphs are sorted by size and dealt round-robin into equally loaded batches (each then bucketed by
+    size inside :func:`fine_tune_batch`). With ``workers > 1`` that many batches run concurrently in
+    threads, each with one intra-op thread and its own copy of the target model (PyG's edge masks
+    live on the model's layers); results do not depend on ``batch_size`` or ``workers``.
+    Returns one ``[E_g]`` tensor of edge probabilities per graph in ``index`` order; graphs without
+    edges get an empty tensor. ``steps = 0`` returns the pre-trained attributor's probabilities (ReFine-FT).
     """
     if index is None:
         index = torch.arange(len(pack), device=pack.x.device)
@@ -119,13 +125,47 @@ def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphP
         out[i] = torch.zeros(0, dtype=dtype, device=pack.x.device)
     work = torch.nonzero(has_edges).view(-1)
     work = work[torch.argsort(pack.num_nodes[index[work]], stable=True)]
-    chunks = list(torch.split(work, batch_size))
+    workers = max(1, min(int(workers), work.numel()))
+    n_chunks = max(-(-work.numel() // batch_size), workers) if work.numel() else 0
+    chunks = [work[k::n_chunks] for k in range(n_chunks)]
     attributors.eval()
-    with torch.enable_grad():
-        for chunk in tqdm(chunks, desc="explain", disable=not progress, leave=False):
-            p = fine_tune_batch(attributors, target, pack, index[chunk], groups, probs, config,
+
+    def run(chunk: Tensor, model_target: TargetModel) -> None:
+        with torch.enable_grad():
+            p = fine_tune_batch(attributors, model_target, pack, index[chunk], groups, probs, config,
                                 ratio=ratio, steps=steps, lr=lr, seed=seed)
-            sizes = pack.num_edges[index[chunk]].tolist()
-            for i, part in zip(chunk.tolist(), torch.split(p, sizes)):
-                out[i] = part
+        for i, part in zip(chunk.tolist(), torch.split(p, pack.num_edges[index[chunk]].tolist())):
+            out[i] = part
+
+    bar = tqdm(total=len(chunks), desc="explain", disable=not progress, leave=False)
+    try:
+        if workers == 1:
+            for chunk in chunks:
+                run(chunk, target)
+                bar.update(1)
+        else:
+            threads = torch.get_num_threads()
+            targets = [TargetModel(copy.deepcopy(target.model), target.use_edge_attr) for _ in range(workers)]
+            slots: "queue.Queue[TargetModel]" = queue.Queue()
+            for t in targets:
+                slots.put(t)
+
+            def job(chunk: Tensor) -> None:
+                torch.set_num_threads(1)
+                t = slots.get()
+                try:
+                    run(chunk, t)
+                finally:
+                    slots.put(t)
+
+            try:
+                torch.set_num_threads(1)
+                with ThreadPoolExecutor(workers) as pool:
+                    for f in as_completed([pool.submit(job, c) for c in chunks]):
+                        f.result()
+                        bar.update(1)
+            finally:
+                torch.set_num_threads(threads)
+    finally:
+        bar.close()
     return out  # type: ignore[return-value]

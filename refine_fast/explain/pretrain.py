@@ -17,7 +17,7 @@ from .propagate import gcn_norm
 from .subgraph import edge_subgraph
 from .target import TargetModel
 
-__all__ = ["pretrain_loss", "pretrain"]
+__all__ = ["pretrain_loss", "pretrain", "validation_loss"]
 
 
 def _bounds(group: Tensor, counts: Tensor, num_groups: int) -> List[int]:

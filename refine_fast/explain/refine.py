@@ -94,14 +94,16 @@ class ReFine:
     def explain(self, graphs: Sequence, ratio: Optional[float] = None, steps: Optional[int] = None,
                 lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None,
                 graph_ids: Optional[Sequence[int]] = None, progress: bool = True,
-                classes: Optional[Union[Sequence[int], Tensor]] = None) -> List[Tensor]:
+                classes: Optional[Union[Sequence[int], Tensor]] = None, workers: Optional[int] = None) -> List[Tensor]:
         """Edge importances, one ``[E_g]`` tensor per graph in input order.
 
         Fine-tunes a copy of the attributor of each graph's predicted class (or ``classes``) for
         ``steps`` Adam steps (lr ``lr``) at selection ratio ``ratio``; defaults from the config
         (``ratio``, ``fine_tune_steps``, ``fine_tune_lr``, ``batch_size``). ``steps=0`` = ReFine-FT.
         ``graph_ids`` (default ``0..n-1``) name the graphs in the noise keys: the same id and ``seed``
-        give the same explanation whatever the batch."""
+        give the same explanation whatever the batch. ``workers`` (default ``torch.get_num_threads()``)
+        batches run concurrently in threads with one intra-op thread each — on a small CPU this beats
+        intra-op parallelism of the many small ops; results do not depend on it."""
         ratio = self.config.ratio if ratio is None else ratio
         steps = self.config.fine_tune_steps if steps is None else int(steps)
         lr = self.config.fine_tune_lr if lr is None else float(lr)
@@ -117,7 +119,8 @@ class ReFine:
         pack, probs, _, groups = self._prepare(graphs, graph_ids, batch_size, classes)
         with self.target.frozen():
             out = fine_tune(self.attributors, self.target, pack, groups, probs, self.config, ratio=float(ratio),
-                            steps=steps, lr=lr, seed=seed, batch_size=batch_size, progress=progress)
+                            steps=steps, lr=lr, seed=seed, batch_size=batch_size, progress=progress,
+                            workers=torch.get_num_threads() if workers is None else int(workers))
         return [o.detach() for o in out]
 
     def state(self) -> dict:
