@@ -208,7 +208,8 @@ def cmd_evaluate(args) -> Dict[str, Any]:
         if args.out is None:
             raise SystemExit("refine-fast evaluate --table: --out is required")
         return run_tables(args.dataset or "all", args.data_root or ".", args.out, seeds=args.seeds, quick=args.quick,
-                          model_dir=args.model_dir, progress=not args.no_progress)
+                          model_dir=args.model_dir, progress=not args.no_progress, resume=not args.fresh,
+                          cache_dir=args.cache_dir, threads=args.threads)
     if args.dataset in (None, "all") or args.model is None:
         raise SystemExit("refine-fast evaluate: --dataset (one of ba3, mutag, mnist) and --model are required "
                          "(or use --table)")
@@ -367,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", action="store_true", help="regenerate the paper's Tables 2-4")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--model-dir", default=None)
+    p.add_argument("--model-dir", default=None, help="with --table: folder of trained target GNNs "
+                                                      "(default: trained into OUT/models)")
+    p.add_argument("--fresh", action="store_true", help="with --table: recompute finished results")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true")

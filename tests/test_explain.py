@@ -361,3 +361,22 @@ def test_plan_buckets_merges_cheapest_neighbours():
     assert plan_buckets([2, 2, 3, 5, 5, 5]) == [(0, 2, 2), (2, 3, 3), (3, 6, 5)]
     assert plan_buckets([2, 2, 3, 5, 5, 5], max_buckets=2) == [(0, 3, 3), (3, 6, 5)]
     assert plan_buckets([4], max_buckets=1) == [(0, 1, 4)]
+
+
+def test_fine_tuning_survives_a_leftover_pyg_mask_parameter(refine64):
+    """PyG's GNNExplainer leaves an ``_edge_mask`` parameter slot on each layer; later masks would be
+    wrapped in a detached Parameter and fine-tuning would silently stop learning."""
+    from torch_geometric.nn import MessagePassing
+
+    refine, test = refine64
+    before = refine.explain(test[:4], steps=3, lr=1e-2, seed=1, progress=False)
+    layers = [m for m in refine.model.modules() if isinstance(m, MessagePassing)]
+    for m in layers:
+        m._edge_mask = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+    try:
+        after = refine.explain(test[:4], steps=3, lr=1e-2, seed=1, progress=False)
+    finally:
+        for m in layers:
+            m._parameters.pop("_edge_mask", None)
+            m._edge_mask = None
+    assert max_diff(before, after) == 0

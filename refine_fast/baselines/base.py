@@ -8,9 +8,8 @@ from typing import List, Optional, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor
-from torch_geometric.nn import MessagePassing
 
-__all__ = ["EdgeExplainer", "Collated", "collate", "model_kwargs", "split_edges", "unregister_masks",
+__all__ = ["EdgeExplainer", "Collated", "collate", "model_kwargs", "split_edges",
            "fingerprint"]
 
 
@@ -71,18 +70,6 @@ def model_kwargs(model: torch.nn.Module, edge_attr: Optional[Tensor], batch: Ten
 def split_edges(flat: Tensor, edge_ptr: Tensor) -> List[Tensor]:
     """Per-graph views ``[E_g]`` of a flat ``[E]`` edge tensor."""
     return list(torch.split(flat.detach(), edge_ptr.diff().tolist()))
-
-
-def unregister_masks(model: torch.nn.Module) -> None:
-    """Remove the edge-mask *parameter* slot PyG's GNNExplainer leaves on every ``MessagePassing`` layer.
-
-    Once ``_edge_mask`` was a registered parameter, PyG's ``set_masks`` wraps any later mask in a new
-    ``Parameter`` (a detached leaf), so gradients no longer reach the caller's mask (SA, ReFine).
-    """
-    for module in model.modules():
-        if isinstance(module, MessagePassing) and "_edge_mask" in module._parameters:
-            del module._parameters["_edge_mask"]
-            module._edge_mask = None
 
 
 def fingerprint(model: torch.nn.Module, graphs: Sequence = (), extra: str = "") -> str:

@@ -8,7 +8,8 @@ from torch import Tensor
 from torch_geometric.explain import Explainer
 from torch_geometric.explain.algorithm import GNNExplainer as PyGGNNExplainer
 
-from .base import model_kwargs, unregister_masks
+from ..explain.target import unregister_masks
+from .base import model_kwargs
 
 __all__ = ["GNNExplainer", "graph_model_config"]
 

@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 
-from .base import collate, model_kwargs, split_edges, unregister_masks
+from ..explain.target import unregister_masks
+from .base import collate, model_kwargs, split_edges
 
 __all__ = ["SA"]
 

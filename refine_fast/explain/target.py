@@ -8,10 +8,23 @@ from typing import Optional
 import torch
 from torch import Tensor
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+from torch_geometric.nn import MessagePassing
 
 from .packing import GraphBatch, GraphPack
 
-__all__ = ["TargetModel"]
+__all__ = ["TargetModel", "unregister_masks"]
+
+
+def unregister_masks(model: torch.nn.Module) -> None:
+    """Remove the edge-mask *parameter* slot PyG's GNNExplainer leaves on every ``MessagePassing`` layer.
+
+    Once ``_edge_mask`` was a registered parameter, PyG's ``set_masks`` wraps any later mask in a new
+    ``Parameter`` (a detached leaf), so gradients no longer reach the caller's mask (SA, ReFine).
+    """
+    for module in model.modules():
+        if isinstance(module, MessagePassing) and "_edge_mask" in module._parameters:
+            del module._parameters["_edge_mask"]
+            module._edge_mask = None
 
 
 class TargetModel:
@@ -38,6 +51,7 @@ class TargetModel:
         if edge_mask is None:
             out = self.model(x, edge_index, **kwargs)
         else:
+            unregister_masks(self.model)
             set_masks(self.model, edge_mask, edge_index, apply_sigmoid=False)
             try:
                 out = self.model(x, edge_index, **kwargs)
