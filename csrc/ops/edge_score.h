@@ -31,4 +31,43 @@ void check_edge_score_backward(const at::Tensor& grad, const at::Tensor& p_src, 
                                const std::optional<at::Tensor>& edge_term, const std::optional<at::Tensor>& group,
                                const char* backend);
 
+// Raw pointers a backend kernel reads: rows of p_src / p_dst / edge_term (unit channel stride, any
+// row stride), the edge endpoints, the optional group of each edge and weight [G, H].
+template <typename scalar_t>
+struct EdgeScoreInputs {
+  const scalar_t* p_src;
+  int64_t src_stride;
+  const scalar_t* p_dst;
+  int64_t dst_stride;
+  const scalar_t* edge_term;  // nullptr when None
+  int64_t term_stride;
+  const int64_t* src;
+  const int64_t* dst;
+  const int64_t* group;  // nullptr when None (every edge in group 0)
+  const scalar_t* weight;
+  int64_t H;
+};
+
+// Rows of a [rows, H] tensor with unit channel stride (other layouts are copied).
+inline at::Tensor rows_view(const at::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
+
+// edge_term and group may be undefined tensors (None).
+template <typename scalar_t>
+EdgeScoreInputs<scalar_t> make_edge_score_inputs(const at::Tensor& p_src, const at::Tensor& p_dst,
+                                                 const at::Tensor& edge_index, const at::Tensor& weight,
+                                                 const at::Tensor& edge_term, const at::Tensor& group) {
+  const int64_t E = edge_index.size(1);
+  return {p_src.const_data_ptr<scalar_t>(),
+          p_src.stride(0),
+          p_dst.const_data_ptr<scalar_t>(),
+          p_dst.stride(0),
+          edge_term.defined() ? edge_term.const_data_ptr<scalar_t>() : nullptr,
+          edge_term.defined() ? edge_term.stride(0) : 0,
+          edge_index.const_data_ptr<int64_t>(),
+          edge_index.const_data_ptr<int64_t>() + E,
+          group.defined() ? group.const_data_ptr<int64_t>() : nullptr,
+          weight.const_data_ptr<scalar_t>(),
+          weight.size(1)};
+}
+
 }  // namespace refine_fast

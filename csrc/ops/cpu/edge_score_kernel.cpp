@@ -62,41 +62,6 @@ void parallel_tasks(int64_t num_tasks, const F& task) {
   });
 }
 
-// Rows of a [rows, H] tensor with unit channel stride (other layouts are copied).
-at::Tensor rows_view(const at::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
-
-template <typename scalar_t>
-struct Inputs {
-  const scalar_t* p_src;
-  int64_t src_stride;
-  const scalar_t* p_dst;
-  int64_t dst_stride;
-  const scalar_t* edge_term;  // nullptr when None
-  int64_t term_stride;
-  const int64_t* src;
-  const int64_t* dst;
-  const int64_t* group;  // nullptr when None (every edge in group 0)
-  const scalar_t* weight;
-  int64_t H;
-};
-
-template <typename scalar_t>
-Inputs<scalar_t> make_inputs(const at::Tensor& p_src, const at::Tensor& p_dst, const at::Tensor& edge_index,
-                             const at::Tensor& weight, const at::Tensor* edge_term, const at::Tensor* group) {
-  const int64_t E = edge_index.size(1);
-  return {p_src.const_data_ptr<scalar_t>(),
-          p_src.stride(0),
-          p_dst.const_data_ptr<scalar_t>(),
-          p_dst.stride(0),
-          edge_term ? edge_term->const_data_ptr<scalar_t>() : nullptr,
-          edge_term ? edge_term->stride(0) : 0,
-          edge_index.const_data_ptr<int64_t>(),
-          edge_index.const_data_ptr<int64_t>() + E,
-          group ? group->const_data_ptr<int64_t>() : nullptr,
-          weight.const_data_ptr<scalar_t>(),
-          weight.size(1)};
-}
-
 template <typename opmath_t, bool kTerm, typename scalar_t>
 inline opmath_t pre_activation(const scalar_t* xs, const scalar_t* xd, const scalar_t* xt, int64_t k) {
   const opmath_t x = static_cast<opmath_t>(xs[k]) + static_cast<opmath_t>(xd[k]);
@@ -108,7 +73,7 @@ inline opmath_t pre_activation(const scalar_t* xs, const scalar_t* xd, const sca
 }
 
 template <typename scalar_t, bool kTerm>
-REFINE_CPU_CLONES void forward_edges(const Inputs<scalar_t>& in, const scalar_t* bias, scalar_t* out, int64_t begin,
+REFINE_CPU_CLONES void forward_edges(const EdgeScoreInputs<scalar_t>& in, const scalar_t* bias, scalar_t* out, int64_t begin,
                                      int64_t end) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t H = in.H;
@@ -176,7 +141,7 @@ SideEdges sort_side(const int64_t* own, const int64_t* other, const int64_t* gro
 // the grad edge_term rows and this chunk's weight/bias partial sums gw [G, H], gb [G], accumulated
 // in acc_t (double for float: they sum over thousands of edges).
 template <typename scalar_t, bool kTerm, bool kFirst>
-REFINE_CPU_CLONES void backward_nodes(const Inputs<scalar_t>& in, const int64_t* ptr, const int64_t* edge,
+REFINE_CPU_CLONES void backward_nodes(const EdgeScoreInputs<scalar_t>& in, const int64_t* ptr, const int64_t* edge,
                                       const int64_t* other, const int64_t* group,
                                       const at::opmath_type<scalar_t>* grad, int64_t node_begin, int64_t node_end,
                                       at::opmath_type<scalar_t>* row, scalar_t* grad_rows, scalar_t* grad_term,
@@ -264,7 +229,7 @@ at::Tensor edge_score_cpu(const at::Tensor& p_src, const at::Tensor& p_dst, cons
   const auto et = edge_term ? rows_view(*edge_term) : at::Tensor();
   const auto gr = group ? group->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p_src.scalar_type(), "edge_score_cpu", [&] {
-    const auto in = make_inputs<scalar_t>(ps, pd, ei, w, et.defined() ? &et : nullptr, gr.defined() ? &gr : nullptr);
+    const auto in = make_edge_score_inputs<scalar_t>(ps, pd, ei, w, et, gr);
     const scalar_t* bias_ptr = b.const_data_ptr<scalar_t>();
     scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
     parallel_tasks((E + kForwardChunk - 1) / kForwardChunk, [&](int64_t c) {
@@ -305,7 +270,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_scor
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p_src.scalar_type(), "edge_score_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    const auto in = make_inputs<scalar_t>(ps, pd, ei, w, et.defined() ? &et : nullptr, gr.defined() ? &gr : nullptr);
+    const auto in = make_edge_score_inputs<scalar_t>(ps, pd, ei, w, et, gr);
     const scalar_t* grad_ptr = go.const_data_ptr<scalar_t>();
     SideEdges by_src, by_dst;  // sorted concurrently
     at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {

@@ -24,42 +24,8 @@ constexpr int kWarpsPerBlock = 8;
 constexpr int kThreads = kWarpSize * kWarpsPerBlock;
 constexpr int64_t kMaxSharedBytes = 48 * 1024;
 
-template <typename scalar_t>
-struct Inputs {
-  const scalar_t* p_src;
-  int64_t src_stride;
-  const scalar_t* p_dst;
-  int64_t dst_stride;
-  const scalar_t* edge_term;  // nullptr when None
-  int64_t term_stride;
-  const int64_t* src;
-  const int64_t* dst;
-  const int64_t* group;  // nullptr when None (every edge in group 0)
-  const scalar_t* weight;
-  int64_t H;
-};
-
-at::Tensor rows_view(const at::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
-
-template <typename scalar_t>
-Inputs<scalar_t> make_inputs(const at::Tensor& p_src, const at::Tensor& p_dst, const at::Tensor& edge_index,
-                             const at::Tensor& weight, const at::Tensor& edge_term, const at::Tensor& group) {
-  const int64_t E = edge_index.size(1);
-  return {p_src.const_data_ptr<scalar_t>(),
-          p_src.stride(0),
-          p_dst.const_data_ptr<scalar_t>(),
-          p_dst.stride(0),
-          edge_term.defined() ? edge_term.const_data_ptr<scalar_t>() : nullptr,
-          edge_term.defined() ? edge_term.stride(0) : 0,
-          edge_index.const_data_ptr<int64_t>(),
-          edge_index.const_data_ptr<int64_t>() + E,
-          group.defined() ? group.const_data_ptr<int64_t>() : nullptr,
-          weight.const_data_ptr<scalar_t>(),
-          weight.size(1)};
-}
-
 template <typename opmath_t, typename scalar_t>
-__device__ __forceinline__ opmath_t pre_activation(const Inputs<scalar_t>& in, int64_t e, int64_t s, int64_t d,
+__device__ __forceinline__ opmath_t pre_activation(const EdgeScoreInputs<scalar_t>& in, int64_t e, int64_t s, int64_t d,
                                                    int64_t k) {
   opmath_t x = static_cast<opmath_t>(in.p_src[s * in.src_stride + k]) +
                static_cast<opmath_t>(in.p_dst[d * in.dst_stride + k]);
@@ -73,7 +39,7 @@ int64_t num_blocks(int64_t E, int64_t per_sm) {
 }
 
 template <typename scalar_t>
-__global__ void edge_score_forward_kernel(Inputs<scalar_t> in, const scalar_t* bias, scalar_t* out, int64_t E) {
+__global__ void edge_score_forward_kernel(EdgeScoreInputs<scalar_t> in, const scalar_t* bias, scalar_t* out, int64_t E) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int lane = threadIdx.x % kWarpSize;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
@@ -93,7 +59,7 @@ __global__ void edge_score_forward_kernel(Inputs<scalar_t> in, const scalar_t* b
 
 // kShared: weight/bias gradients summed per block in shared memory ([G, H] + [G] values).
 template <typename scalar_t, bool kShared>
-__global__ void edge_score_backward_kernel(Inputs<scalar_t> in, const scalar_t* grad, int64_t E, int64_t G,
+__global__ void edge_score_backward_kernel(EdgeScoreInputs<scalar_t> in, const scalar_t* grad, int64_t E, int64_t G,
                                            at::opmath_type<scalar_t>* grad_src, at::opmath_type<scalar_t>* grad_dst,
                                            scalar_t* grad_term, at::opmath_type<scalar_t>* grad_weight,
                                            at::opmath_type<scalar_t>* grad_bias) {
@@ -154,7 +120,7 @@ at::Tensor edge_score_cuda(const at::Tensor& p_src, const at::Tensor& p_dst, con
   const auto gr = group ? group->contiguous() : at::Tensor();
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p_src.scalar_type(), "edge_score_cuda", [&] {
-    const auto in = make_inputs<scalar_t>(ps, pd, ei, w, et, gr);
+    const auto in = make_edge_score_inputs<scalar_t>(ps, pd, ei, w, et, gr);
     edge_score_forward_kernel<scalar_t><<<num_blocks(E, 32), kThreads, 0, stream>>>(
         in, b.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), E);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -183,7 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_scor
     const auto stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "edge_score_backward_cuda", [&] {
       using opmath_t = at::opmath_type<scalar_t>;
-      const auto in = make_inputs<scalar_t>(ps, pd, ei, w, et, gr);
+      const auto in = make_edge_score_inputs<scalar_t>(ps, pd, ei, w, et, gr);
       const int64_t shared = (G * H + G) * static_cast<int64_t>(sizeof(opmath_t));
       scalar_t* gt = edge_term ? grad_term.mutable_data_ptr<scalar_t>() : nullptr;
       if (shared <= kMaxSharedBytes) {
