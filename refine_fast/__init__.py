@@ -1,7 +1,13 @@
 """refine_fast: fast, faithful ReFine explanations for PyTorch Geometric."""
 import torch
 
-from . import _C
+try:
+    from . import _C
+except ImportError as error:  # a source checkout without the compiled extension
+    raise ImportError(
+        "refine_fast._C (the compiled kernels) is missing from " + __path__[0] + ": install with "
+        "pip install --no-build-isolation -e . (or python setup.py build_ext --inplace) in the checkout"
+    ) from error
 
 if _C.has_cuda() and torch.version.cuda is not None:
     _built = _C.cuda_version()

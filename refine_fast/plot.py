@@ -22,6 +22,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_explained_graphs(graphs: Sequence, importances: Sequence[Tensor], ratio: float, path,
                           titles: Sequence[str] | None = None, seed: int = 0) -> Path:
     """Draw each graph with its top-``ratio`` edges (by importance) in red, the others in grey, and
@@ -52,12 +61,7 @@ def plot_explained_graphs(graphs: Sequence, importances: Sequence[Tensor], ratio
                                width=[3.0 if t else 1.0 for t in gt.tolist()])
         ax.set_title(titles[i] if titles else f"graph {i}", fontsize=9)
     fig.suptitle(f"red: top-{ratio:g} edges by importance; thick: ground-truth edges", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_acc_curves(curves: Dict[str, Dict[float, float]], path) -> Path:
@@ -72,9 +76,4 @@ def plot_acc_curves(curves: Dict[str, Dict[float, float]], path) -> Path:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
