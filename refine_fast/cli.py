@@ -88,7 +88,7 @@ def _pretrain(dataset, splits, model, name: str, args, world: int = 1) -> "Any":
     if args.hidden is not None:
         overrides["hidden"] = args.hidden
     config = ReFineConfig.for_dataset(name, **overrides)
-    refine = ReFine(model, config=config, seed=args.seed, **_dims(dataset))
+    refine = ReFine(model, config=config, seed=args.seed, **_dims(dataset)).to(_device())
     if world > 1:  # data parallel over the torchrun ranks, same global batches as one process
         from .explain.distributed import pretrain_refine
 
@@ -105,7 +105,7 @@ def cmd_pretrain(args) -> Dict[str, Any]:
 
     rank, world = _distributed()
     dataset, splits = _load(args)
-    model = load_model(args.model)
+    model = load_model(args.model, map_location=_device())
     start = time.perf_counter()
     refine, history = _pretrain(dataset, splits, model, args.dataset, args, world)
     seconds = time.perf_counter() - start
@@ -129,8 +129,17 @@ def _distributed():
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(_device())
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def _device() -> torch.device:
+    """This process's device: ``cuda:LOCAL_RANK`` (torchrun's local rank, 0 alone) when CUDA is available."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 def _shard(chunks, sizes: List[int], rank: int, world: int):
@@ -154,8 +163,8 @@ def cmd_explain(args) -> Dict[str, Any]:
 
     rank, world = _distributed()
     dataset, splits = _load(args)
-    model = load_model(args.model)
-    refine = ReFine.load(args.explainer, model)
+    model = load_model(args.model, map_location=_device())
+    refine = ReFine.load(args.explainer, model).to(_device())
     if args.split == "all":
         ids = torch.arange(len(dataset))
     else:
@@ -273,7 +282,7 @@ def cmd_demo(args) -> Dict[str, Any]:
     t = time.perf_counter()
     gnn = train_for_dataset("ba3", ".", out / "model", epochs=args.gnn_epochs, seed=args.seed,
                             progress=not args.no_progress, cache_dir=out / "data", data_seed=args.seed)
-    model = load_model(out / "model" / "model.pt")
+    model = load_model(out / "model" / "model.pt", map_location=_device())
     timings["train_gnn"] = time.perf_counter() - t
     _say(args, f"[2/4] target GNN (LEConv): test accuracy {gnn.get('test_acc', float('nan')):.3f}")
 
