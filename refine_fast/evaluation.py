@@ -23,12 +23,13 @@ def ground_truth_metrics(graphs: EvalGraphs, importances: Sequence[Tensor], n: i
 
 def evaluate_refine(refine, graphs: Sequence, ratios: Sequence[float] = DEFAULT_RATIOS, steps: Optional[int] = None,
                     seed: int = 0, n: int = 5, batch_size: Optional[int] = None, fine_tune: bool = True,
-                    progress: bool = False) -> Dict[str, object]:
+                    progress: bool = False, select: str = "sample") -> Dict[str, object]:
     """ACC@ρ curve, ACC-AUC and ground-truth metrics of ``refine`` on ``graphs`` (already filtered
     to the graphs the model predicts correctly).
 
     ``fine_tune=False`` scores ReFine-FT (the pre-trained attributors, one explanation for all ρ).
-    Otherwise each ρ gets its own fine-tuned explanation (``steps`` steps at ratio ρ); the
+    Otherwise each ρ gets its own fine-tuned explanation (``steps`` steps at ratio ρ, edges picked by
+    ``select`` as in :meth:`refine_fast.ReFine.explain`); the
     ground-truth metrics use the explanation fine-tuned at the config's ratio.
     """
     graphs = list(graphs)
@@ -44,12 +45,13 @@ def evaluate_refine(refine, graphs: Sequence, ratios: Sequence[float] = DEFAULT_
         gt_imps = []
         for r in ratios:
             imps = refine.explain(graphs, ratio=float(r), steps=steps, seed=seed, batch_size=batch_size,
-                                  progress=progress)
+                                  progress=progress, select=select)
             acc[float(r)] = acc_at_ratio(model, batch, imps, float(r))
             if abs(float(r) - refine.config.ratio) < 1e-9:
                 gt_imps = imps
         if not gt_imps:
-            gt_imps = refine.explain(graphs, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
+            gt_imps = refine.explain(graphs, steps=steps, seed=seed, batch_size=batch_size, progress=progress,
+                                     select=select)
     result: Dict[str, object] = {"acc_auc": sum(acc.values()) / len(acc), "acc": acc, "num_graphs": len(graphs)}
     result.update(ground_truth_metrics(batch, gt_imps, n))
     return result

@@ -36,6 +36,16 @@ def test_single_graph_phenomenon(setup):
     assert explanation.validate(raise_on_error=True)
 
 
+def test_top_rho_selection_is_passed_through(setup):
+    model, refine, test = setup
+    g = test[0]
+    explanation = explainer(model, refine, "phenomenon", select="top")(g.x, g.edge_index, target=g.y)
+    expected = refine.explain([g], steps=3, classes=g.y, select="top", progress=False)[0].float()
+    torch.testing.assert_close(explanation.edge_mask, expected)
+    with pytest.raises(ValueError, match="ReFineAlgorithm: select"):
+        ReFineAlgorithm(refine, select="best")
+
+
 def test_batch_matches_refine_explain_and_edge_order(setup):
     model, refine, test = setup
     b = Batch.from_data_list(test[:5])

@@ -6,7 +6,7 @@ from torch_geometric.data import Data
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 from torch_geometric.nn import LEConv, global_mean_pool
 
-from refine_fast.baselines import EXPLAINERS, GNNExplainer, PGExplainer, SA, build_explainers, refine_variants
+from refine_fast.baselines import EXPLAINERS, TOP_RHO, GNNExplainer, PGExplainer, SA, build_explainers, refine_variants
 from refine_fast.explain import ReFineConfig
 
 
@@ -124,20 +124,21 @@ def test_pgexplainer(model, graphs):
 
 def test_refine_variants(model, graphs):
     variants = refine_variants(tiny_config())
-    assert [v.name for v in variants] == ["PGExplainer (refine_fast)", "ReFine-CT", "ReFine-FT", "ReFine"]
+    assert [v.name for v in variants] == ["PGExplainer (refine_fast)", "ReFine-CT", "ReFine-FT", "ReFine", TOP_RHO]
     for v in variants:
         v.fit(model, graphs, seed=0)
         check(v.explain(model, graphs, seed=0, ratio=0.5), graphs)
     by_name = {v.name: v for v in variants}
-    assert by_name["ReFine"].refine is by_name["ReFine-FT"].refine  # one pre-training, shared
+    assert by_name["ReFine"].refine is by_name["ReFine-FT"].refine is by_name[TOP_RHO].refine  # one pre-training
+    assert (by_name["ReFine"].select, by_name[TOP_RHO].select) == ("sample", "top")
     assert by_name["ReFine-CT"].refine is not by_name["ReFine"].refine
     assert by_name["PGExplainer (refine_fast)"].refine.attributors.groups == 1
 
 
 def test_refine_checkpoint_reused(model, graphs, tmp_path):
-    a = refine_variants(tiny_config())[-1]
+    a = refine_variants(tiny_config())[3]
     a.fit(model, graphs, seed=0, checkpoint_dir=tmp_path)
-    b = refine_variants(tiny_config())[-1]
+    b = refine_variants(tiny_config())[3]
     b.fit(model, graphs, seed=0, checkpoint_dir=tmp_path)
     assert a.fit_seconds == b.fit_seconds
     for x, y in zip(a.explain(model, graphs, 0, ratio=0.5), b.explain(model, graphs, 0, ratio=0.5)):

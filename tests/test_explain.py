@@ -244,6 +244,22 @@ def test_seeds_and_threads(refine64):
     assert max_diff(one, concurrent) <= 1e-10
 
 
+def test_top_rho_selection(refine64):
+    """select='top' (the reference's fine-tuning) draws no noise: seed-independent, still batch-exact,
+    and different from the paper's stochastic selection."""
+    refine, test = refine64
+    top = refine.explain(test, steps=5, lr=1e-2, seed=0, select="top", progress=False)
+    assert max_diff(top, refine.explain(test, steps=5, lr=1e-2, seed=7, select="top", progress=False)) == 0.0
+    alone = [refine.explain([g], steps=5, lr=1e-2, seed=0, select="top", graph_ids=[i], progress=False)[0]
+             for i, g in enumerate(test)]
+    assert max_diff(top, alone) <= 1e-5
+    assert max_diff(top, refine.explain(test, steps=5, lr=1e-2, seed=0, progress=False)) > 1e-6
+    assert max_diff(refine.explain(test, steps=0, select="top", progress=False),
+                    refine.explain(test, steps=0, progress=False)) == 0.0
+    with pytest.raises(ValueError, match="ReFine.explain: select"):
+        refine.explain(test, select="topk")
+
+
 def test_steps_zero_is_the_pretrained_attributor(refine64):
     refine, test = refine64
     ft = refine.explain(test, steps=0, progress=False)

@@ -11,13 +11,14 @@ from ..explain import ReFineConfig
 from .base import EdgeExplainer, collate, model_kwargs
 from .gnnexplainer import GNNExplainer
 from .pgexplainer import PGExplainer
-from .refine import ReFineExplainer, refine_variants
+from .refine import TOP_RHO, ReFineExplainer, refine_variants
 from .sa import SA
 
-__all__ = ["EdgeExplainer", "SA", "GNNExplainer", "PGExplainer", "ReFineExplainer", "refine_variants",
+__all__ = ["EdgeExplainer", "SA", "GNNExplainer", "PGExplainer", "ReFineExplainer", "refine_variants", "TOP_RHO",
            "EXPLAINERS", "NOT_RUN", "build_explainers", "collate", "model_kwargs"]
 
-EXPLAINERS = ["SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)", "ReFine-CT", "ReFine-FT", "ReFine"]
+EXPLAINERS = ["SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)", "ReFine-CT", "ReFine-FT", "ReFine",
+              TOP_RHO]
 """Every explainer run by the tables, in table order."""
 
 NOT_RUN = {

@@ -12,12 +12,15 @@ from torch import Tensor
 from ..explain import ReFine, ReFineConfig
 from .base import collate, fingerprint, model_kwargs
 
-__all__ = ["ReFineExplainer", "refine_variants"]
+__all__ = ["ReFineExplainer", "refine_variants", "TOP_RHO"]
+
+TOP_RHO = "ReFine (top-ρ fine-tuning)"
 
 
 class ReFineExplainer:
     """One ReFine variant: pre-training overrides of the config (``pretrain``, e.g. ``gamma=0``) and
-    ``steps`` fine-tuning steps at explanation time (``None``: the config's; 0: none).
+    ``steps`` fine-tuning steps at explanation time (``None``: the config's; 0: none), each picking
+    its edges by ``select`` (see :meth:`refine_fast.ReFine.explain`).
 
     ``per_ratio``: the evaluation fine-tunes a separate explanation for each ρ of ACC@ρ (``explain(...,
     ratio=ρ)``), as the paper does for ReFine. Variants built with the same ``shared`` dict reuse one
@@ -25,11 +28,12 @@ class ReFineExplainer:
     """
 
     def __init__(self, name: str, config: ReFineConfig, steps: Optional[int] = None,
-                 per_ratio: bool = False, shared: Optional[Dict] = None, **pretrain):
+                 per_ratio: bool = False, shared: Optional[Dict] = None, select: str = "sample", **pretrain):
         self.name = name
         self.config = config.replace(**pretrain) if pretrain else config
         self.steps = steps
         self.per_ratio = per_ratio
+        self.select = select
         self.shared = {} if shared is None else shared
         self.refine: Optional[ReFine] = None
         self.fit_seconds = 0.0
@@ -79,13 +83,15 @@ class ReFineExplainer:
         if self.refine is None or self.refine.model is not model:
             raise RuntimeError(f"{self.name}.explain: call fit(model, train_graphs) with this model first")
         return self.refine.explain(list(graphs), ratio=ratio, steps=self.steps, seed=seed,
-                                   batch_size=batch_size, progress=False)
+                                   batch_size=batch_size, progress=False, select=self.select)
 
 
 def refine_variants(config: ReFineConfig, shared: Optional[Dict] = None) -> List[ReFineExplainer]:
     """ReFine-CT, ReFine-FT, ReFine and the PGExplainer-equivalent, sharing pre-trained attributors.
 
     - ReFine: class-wise attributors, contrastive pre-training, fine-tuned per instance at each ρ.
+    - ReFine (top-ρ fine-tuning): the same, but each fine-tuning step takes the top-ρ edges instead of
+      sampling them (the reference implementation's fine-tuning).
     - ReFine-FT: the same pre-trained attributors, no fine-tuning (one explanation for all ρ).
     - ReFine-CT: pre-trained without the contrastive term (γ = 0), fine-tuned at each ρ.
     - PGExplainer (refine_fast): one attributor shared by all classes, γ = 0, no fine-tuning.
@@ -96,4 +102,5 @@ def refine_variants(config: ReFineConfig, shared: Optional[Dict] = None) -> List
         ReFineExplainer("ReFine-CT", config, per_ratio=True, shared=shared, gamma=0.0),
         ReFineExplainer("ReFine-FT", config, steps=0, shared=shared),
         ReFineExplainer("ReFine", config, per_ratio=True, shared=shared),
+        ReFineExplainer(TOP_RHO, config, per_ratio=True, shared=shared, select="top"),
     ]

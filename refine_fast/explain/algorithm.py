@@ -10,6 +10,7 @@ from torch_geometric.explain import Explanation
 from torch_geometric.explain.algorithm import ExplainerAlgorithm
 from torch_geometric.explain.config import MaskType, ModelMode, ModelReturnType, ModelTaskLevel
 
+from .fine_tune import check_select
 from .packing import GraphPack
 from .refine import ReFine
 from .target import TargetModel
@@ -30,10 +31,12 @@ class ReFineAlgorithm(ExplainerAlgorithm):
     """
 
     def __init__(self, refine: ReFine, ratio: Optional[float] = None, steps: Optional[int] = None,
-                 lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None):
+                 lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None, select: str = "sample"):
         super().__init__()
+        check_select(select, "ReFineAlgorithm")
         self.refine = refine
         self.ratio, self.steps, self.lr, self.seed, self.batch_size = ratio, steps, lr, seed, batch_size
+        self.select = select
 
     def forward(self, model: torch.nn.Module, x: Tensor, edge_index: Tensor, *, target: Tensor,
                 index: Optional[Union[int, Tensor]] = None, **kwargs) -> Explanation:
@@ -52,7 +55,7 @@ class ReFineAlgorithm(ExplainerAlgorithm):
             refine.target = TargetModel(model, saved.use_edge_attr)
         try:
             masks = refine.explain(pack, ratio=self.ratio, steps=self.steps, lr=self.lr, seed=self.seed,
-                                   batch_size=self.batch_size, progress=False, classes=classes)
+                                   batch_size=self.batch_size, progress=False, classes=classes, select=self.select)
         finally:
             refine.target = saved
         edge_mask = torch.zeros(edge_index.size(1), dtype=torch.float, device=x.device)

@@ -29,9 +29,21 @@ from .propagate import Propagation, gcn_norm
 from .subgraph import edge_subgraph
 from .target import TargetModel
 
-__all__ = ["fine_tune_batch", "fine_tune"]
+__all__ = ["SELECT", "check_select", "fine_tune_batch", "fine_tune"]
 
 MAX_BUCKETS = 4  # size buckets per batch: fewer = more padding, more = more per-step overhead
+
+SELECT = ("sample", "top")
+"""How a fine-tuning step picks its ρ·|E| edges: ``'sample'`` draws them without replacement by their
+probabilities (paper Eq. 9, the default); ``'top'`` takes the ρ·|E| most probable edges, as the
+reference implementation does."""
+
+
+def check_select(select: str, caller: str) -> bool:
+    """``True`` for ``'sample'`` (stochastic), ``False`` for ``'top'``; anything else raises, naming ``caller``."""
+    if select not in SELECT:
+        raise ValueError(f"{caller}: select must be one of {SELECT}, got {select!r}")
+    return select == "sample"
 
 
 class _Bucket:
@@ -65,11 +77,12 @@ class _Bucket:
 
 def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, index: Tensor,
                     groups: Tensor, probs: Tensor, config: ReFineConfig, *, ratio: Union[float, Tensor],
-                    steps: int, lr: float, seed: int) -> Tensor:
+                    steps: int, lr: float, seed: int, select: str = "sample") -> Tensor:
     """Fine-tune graphs ``index`` of ``pack`` (every one with >= 1 edge) together.
 
     ``groups [len(pack)]`` picks each graph's attributor, ``probs [len(pack), C]`` its full-graph softmax.
-    Each step: scores α -> p = σ(α) -> stochastic top-ρ ``segment_select`` (step = t) -> target model on
+    Each step: scores α -> p = σ(α) -> ``segment_select`` of ρ·|E_g| edges (``select``: ``'sample'``
+    stochastic by p with noise step t, ``'top'`` the most probable; see :data:`SELECT`) -> target model on
     the selected edges (edge mask = their p; nodes left without edges dropped, as in ACC@ρ) ->
     Eq. 10 + size / entropy regularizers per graph -> one Adam step on all instances.
     Returns the final edge probabilities ``[E_batch]`` (after the last step), graphs in ``index`` order.
@@ -82,6 +95,7 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
     target_probs = probs[index]
     dtype = target_probs.dtype
     inv_count = 1.0 / b.edge_ptr.diff().to(dtype)
+    stochastic = check_select(select, "fine_tune_batch")
 
     def edge_probs() -> Tensor:
         alpha = [bucket.scores() for bucket in buckets]
@@ -91,7 +105,7 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
         opt = torch.optim.Adam([p for bucket in buckets for p in bucket.params.values()], lr=lr, fused=True)
         for t in range(steps):
             p = edge_probs()
-            selected = segment_select(p.detach(), b.edge_ptr, ratio, b.key, seed, t, stochastic=True)
+            selected = segment_select(p.detach(), b.edge_ptr, ratio, b.key, seed, t, stochastic=stochastic)
             sub = edge_subgraph(b, selected)
             logits = target(sub.x, sub.edge_index, sub.batch, B, sub.edge_attr, edge_mask=p[selected])
             reg = config.size_coef * p + config.entropy_coef * mask_entropy(p)
@@ -106,7 +120,8 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
 
 def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, groups: Tensor,
               probs: Tensor, config: ReFineConfig, *, ratio: float, steps: int, lr: float, seed: int,
-              batch_size: int, progress: bool = True, index: Optional[Tensor] = None, workers: int = 1) -> List[Tensor]:
+              batch_size: int, progress: bool = True, index: Optional[Tensor] = None, workers: int = 1,
+              select: str = "sample") -> List[Tensor]:
     """Explain graphs ``index`` of ``pack`` (default: all) in batches of at most ``batch_size``.
 
     Graphs are sorted by size and dealt round-robin into equally loaded batches (each then bucketed by
@@ -115,7 +130,9 @@ def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphP
     live on the model's layers); results do not depend on ``batch_size`` or ``workers``.
     Returns one ``[E_g]`` tensor of edge probabilities per graph in ``index`` order; graphs without
     edges get an empty tensor. ``steps = 0`` returns the pre-trained attributor's probabilities (ReFine-FT).
+    ``select`` as in :func:`fine_tune_batch`.
     """
+    check_select(select, "fine_tune")
     if index is None:
         index = torch.arange(len(pack), device=pack.x.device)
     out: List[Optional[Tensor]] = [None] * index.numel()
@@ -133,7 +150,7 @@ def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphP
     def run(chunk: Tensor, model_target: TargetModel) -> None:
         with torch.enable_grad():
             p = fine_tune_batch(attributors, model_target, pack, index[chunk], groups, probs, config,
-                                ratio=ratio, steps=steps, lr=lr, seed=seed)
+                                ratio=ratio, steps=steps, lr=lr, seed=seed, select=select)
         for i, part in zip(chunk.tolist(), torch.split(p, pack.num_edges[index[chunk]].tolist())):
             out[i] = part
 

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .attributor import StackedAttributors
 from .config import ReFineConfig
-from .fine_tune import fine_tune
+from .fine_tune import check_select, fine_tune
 from .packing import GraphPack
 from .pretrain import pretrain
 from .target import TargetModel
@@ -94,11 +94,14 @@ class ReFine:
     def explain(self, graphs: Sequence, ratio: Optional[float] = None, steps: Optional[int] = None,
                 lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None,
                 graph_ids: Optional[Sequence[int]] = None, progress: bool = True,
-                classes: Optional[Union[Sequence[int], Tensor]] = None, workers: Optional[int] = None) -> List[Tensor]:
+                classes: Optional[Union[Sequence[int], Tensor]] = None, workers: Optional[int] = None,
+                select: str = "sample") -> List[Tensor]:
         """Edge importances, one ``[E_g]`` tensor per graph in input order.
 
         Fine-tunes a copy of the attributor of each graph's predicted class (or ``classes``) for
-        ``steps`` Adam steps (lr ``lr``) at selection ratio ``ratio``; defaults from the config
+        ``steps`` Adam steps (lr ``lr``) at selection ratio ``ratio``, each step picking its edges by
+        ``select`` (``'sample'``: stochastically by probability, paper Eq. 9; ``'top'``: the top-ρ edges,
+        as the reference implementation); defaults from the config
         (``ratio``, ``fine_tune_steps``, ``fine_tune_lr``, ``batch_size``). ``steps=0`` = ReFine-FT.
         ``graph_ids`` (default ``0..n-1``) name the graphs in the noise keys: the same id and ``seed``
         give the same explanation whatever the batch. ``workers`` (default ``torch.get_num_threads()``)
@@ -112,6 +115,7 @@ class ReFine:
             raise ValueError(f"ReFine.explain: ratio must be in (0, 1], got {ratio}")
         if steps < 0 or batch_size < 1:
             raise ValueError(f"ReFine.explain: steps must be >= 0 and batch_size >= 1, got {steps}, {batch_size}")
+        check_select(select, "ReFine.explain")
         if not isinstance(graphs, GraphPack):
             graphs = list(graphs)
         if len(graphs) == 0:
@@ -120,7 +124,7 @@ class ReFine:
         with self.target.frozen():
             out = fine_tune(self.attributors, self.target, pack, groups, probs, self.config, ratio=float(ratio),
                             steps=steps, lr=lr, seed=seed, batch_size=batch_size, progress=progress,
-                            workers=torch.get_num_threads() if workers is None else int(workers))
+                            workers=torch.get_num_threads() if workers is None else int(workers), select=select)
         return [o.detach() for o in out]
 
     def state(self) -> dict:
