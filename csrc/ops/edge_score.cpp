@@ -24,6 +24,9 @@ void check_range(const char* op, const char* backend, const char* name, const at
               min, ", ", max, "]");
 }
 
+// Rows of a [rows, H] tensor with unit channel stride (other layouts are copied).
+at::Tensor rows_view(const at::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
+
 // Checks shared by the forward and the backward; returns E.
 int64_t check_inputs(const char* op, const char* backend, const at::Tensor& p_src, const at::Tensor& p_dst,
                      const at::Tensor& edge_index, const at::Tensor& weight,
@@ -90,6 +93,17 @@ void check_edge_score_backward(const at::Tensor& grad, const at::Tensor& p_src, 
   check_same(op, backend, "grad", grad, p_src);
   TORCH_CHECK(grad.dim() == 1 && grad.size(0) == E, op, " (", backend, "): grad must have shape [E = ", E,
               "], got ", grad.sizes());
+}
+
+EdgeScoreTensors prepare_edge_score(const at::Tensor& p_src, const at::Tensor& p_dst, const at::Tensor& edge_index,
+                                    const at::Tensor& weight, const std::optional<at::Tensor>& edge_term,
+                                    const std::optional<at::Tensor>& group) {
+  return {rows_view(p_src),
+          rows_view(p_dst),
+          edge_index.contiguous(),
+          weight.contiguous(),
+          edge_term ? rows_view(*edge_term) : at::Tensor(),
+          group ? group->contiguous() : at::Tensor()};
 }
 
 at::Tensor edge_score(const at::Tensor& p_src, const at::Tensor& p_dst, const at::Tensor& edge_index,

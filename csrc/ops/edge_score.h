@@ -48,26 +48,32 @@ struct EdgeScoreInputs {
   int64_t H;
 };
 
-// Rows of a [rows, H] tensor with unit channel stride (other layouts are copied).
-inline at::Tensor rows_view(const at::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
+// The tensors a backend kernel reads, in the layouts of EdgeScoreInputs (p_src, p_dst and edge_term
+// with unit channel stride, edge_index, weight and group contiguous; other layouts are copied);
+// edge_term and group are undefined when None. Owns the memory behind inputs<scalar_t>().
+struct EdgeScoreTensors {
+  at::Tensor p_src, p_dst, edge_index, weight, edge_term, group;
 
-// edge_term and group may be undefined tensors (None).
-template <typename scalar_t>
-EdgeScoreInputs<scalar_t> make_edge_score_inputs(const at::Tensor& p_src, const at::Tensor& p_dst,
-                                                 const at::Tensor& edge_index, const at::Tensor& weight,
-                                                 const at::Tensor& edge_term, const at::Tensor& group) {
-  const int64_t E = edge_index.size(1);
-  return {p_src.const_data_ptr<scalar_t>(),
-          p_src.stride(0),
-          p_dst.const_data_ptr<scalar_t>(),
-          p_dst.stride(0),
-          edge_term.defined() ? edge_term.const_data_ptr<scalar_t>() : nullptr,
-          edge_term.defined() ? edge_term.stride(0) : 0,
-          edge_index.const_data_ptr<int64_t>(),
-          edge_index.const_data_ptr<int64_t>() + E,
-          group.defined() ? group.const_data_ptr<int64_t>() : nullptr,
-          weight.const_data_ptr<scalar_t>(),
-          weight.size(1)};
-}
+  template <typename scalar_t>
+  EdgeScoreInputs<scalar_t> inputs() const {
+    const int64_t E = edge_index.size(1);
+    return {p_src.const_data_ptr<scalar_t>(),
+            p_src.stride(0),
+            p_dst.const_data_ptr<scalar_t>(),
+            p_dst.stride(0),
+            edge_term.defined() ? edge_term.const_data_ptr<scalar_t>() : nullptr,
+            edge_term.defined() ? edge_term.stride(0) : 0,
+            edge_index.const_data_ptr<int64_t>(),
+            edge_index.const_data_ptr<int64_t>() + E,
+            group.defined() ? group.const_data_ptr<int64_t>() : nullptr,
+            weight.const_data_ptr<scalar_t>(),
+            weight.size(1)};
+  }
+};
+
+// The checked operands of edge_score / edge_score_backward, prepared for a backend kernel.
+EdgeScoreTensors prepare_edge_score(const at::Tensor& p_src, const at::Tensor& p_dst, const at::Tensor& edge_index,
+                                    const at::Tensor& weight, const std::optional<at::Tensor>& edge_term,
+                                    const std::optional<at::Tensor>& group);
 
 }  // namespace refine_fast

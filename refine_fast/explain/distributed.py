@@ -27,7 +27,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..ops import concrete_sample, segment_select
 from .attributor import StackedAttributors, encode, score
@@ -35,7 +34,7 @@ from .config import ReFineConfig
 from .grouped import GroupSlices
 from .losses import contrastive, fidelity, mask_entropy
 from .packing import GraphPack
-from .pretrain import _bounds
+from .pretrain import _bounds, run_epochs, train_graphs
 from .propagate import gcn_norm
 from .subgraph import edge_subgraph
 from .target import TargetModel
@@ -194,57 +193,30 @@ def distributed_pretrain(attributors: StackedAttributors, target: TargetModel, p
     """:func:`~refine_fast.explain.pretrain.pretrain` split over the ranks of ``group`` (default: the
     whole process group, which must be initialized). Same arguments, same global batches, same
     history (the global per-epoch means, identical on every rank). Progress is shown on rank 0."""
-    rank = dist.get_rank(group)
-    train_index = torch.nonzero(pack.num_edges > 0).view(-1)
-    if train_index.numel() == 0:
-        raise ValueError("distributed_pretrain: no training graph has edges")
+    train_index = train_graphs(pack, "distributed_pretrain")
     src = dist.get_global_rank(group, 0) if group is not None else 0
     for t in list(attributors.parameters()) + list(attributors.buffers()):
         dist.broadcast(t.data, src, group=group)
     params = list(attributors.parameters())
-    opt = torch.optim.Adam(params, lr=config.lr)
-    sched = None
-    if val is not None:
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.2, patience=3, min_lr=1e-5)
-    gen = torch.Generator().manual_seed(seed)
-    n_batches = (train_index.numel() + batch_size - 1) // batch_size
-    history: Dict[str, list] = {}
-    step = 0
-    bar = tqdm(total=epochs * n_batches, desc=f"pretrain ({dist.get_world_size(group)} ranks)",
-               disable=not progress or rank != 0, leave=False)
-    attributors.train()
-    try:
-        for _ in range(epochs):
-            perm = train_index[torch.randperm(train_index.numel(), generator=gen).to(train_index.device)]
-            sums: Dict[str, float] = {}
-            for start in range(0, perm.numel(), batch_size):
-                index = perm[start:start + batch_size]
-                terms = distributed_pretrain_loss(attributors, target, pack, index, groups, classes, probs,
-                                                  config, seed, step, group=group)
-                opt.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                _all_reduce_grads(params, group)
-                opt.step()
-                step += 1
-                names = sorted(terms)
-                values = torch.stack([terms[k].detach().double() for k in names])
-                dist.all_reduce(values, group=group)
-                for k, v in zip(names, values.tolist()):
-                    sums[k] = sums.get(k, 0.0) + v * index.numel()
-                bar.update(1)
-            for k, v in sums.items():
-                history.setdefault(k, []).append(v / perm.numel())
-            if val is not None:
-                vloss = distributed_validation_loss(attributors, target, *val, config=config, batch_size=batch_size,
-                                                    seed=seed, group=group)
-                history.setdefault("val_loss", []).append(vloss)
-                sched.step(vloss)
-            history.setdefault("lr", []).append(opt.param_groups[0]["lr"])
-            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
-    finally:
-        bar.close()
-        attributors.eval()
-    return history
+
+    def batch_loss(index: Tensor, step: int) -> Dict[str, Tensor]:
+        return distributed_pretrain_loss(attributors, target, pack, index, groups, classes, probs, config, seed,
+                                         step, group=group)
+
+    def validate() -> float:
+        return distributed_validation_loss(attributors, target, *val, config=config, batch_size=batch_size,
+                                           seed=seed, group=group)
+
+    def global_values(terms: Dict[str, Tensor]) -> Dict[str, float]:
+        names = sorted(terms)
+        values = torch.stack([terms[k].detach().double() for k in names])
+        dist.all_reduce(values, group=group)
+        return dict(zip(names, values.tolist()))
+
+    return run_epochs(attributors, train_index, batch_loss, None if val is None else validate, lr=config.lr,
+                      epochs=epochs, batch_size=batch_size, seed=seed, progress=progress and dist.get_rank(group) == 0,
+                      desc=f"pretrain ({dist.get_world_size(group)} ranks)",
+                      after_backward=lambda: _all_reduce_grads(params, group), batch_values=global_values)
 
 
 @torch.no_grad()

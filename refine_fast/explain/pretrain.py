@@ -1,7 +1,7 @@
 """Class-wise pre-training of the stacked attributors (paper Eq. 6–8), batch by batch."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -17,7 +17,7 @@ from .propagate import gcn_norm
 from .subgraph import edge_subgraph
 from .target import TargetModel
 
-__all__ = ["pretrain_loss", "pretrain", "validation_loss"]
+__all__ = ["pretrain_loss", "pretrain", "validation_loss", "run_epochs", "train_graphs"]
 
 
 def _bounds(group: Tensor, counts: Tensor, num_groups: int) -> List[int]:
@@ -80,38 +80,69 @@ def pretrain(attributors: StackedAttributors, target: TargetModel, pack: GraphPa
     ReduceLROnPlateau (factor 0.2, patience 3, min lr 1e-5) on it. Returns per-epoch means of every
     term (``'loss'``, ``'fidelity'``, ``'size'``, ``'entropy'``, [``'contrastive'``], [``'val_loss'``],
     ``'lr'``)."""
-    device = pack.x.device
-    train_index = torch.nonzero(pack.num_edges > 0).view(-1)
-    if train_index.numel() == 0:
-        raise ValueError("pretrain: no training graph has edges")
-    opt = torch.optim.Adam(attributors.parameters(), lr=config.lr)
+    def batch_loss(index: Tensor, step: int) -> Dict[str, Tensor]:
+        return pretrain_loss(attributors, target, pack, index, groups, classes, probs, config, seed, step)
+
+    def validate() -> float:
+        return validation_loss(attributors, target, *val, config=config, batch_size=batch_size, seed=seed)
+
+    return run_epochs(attributors, train_graphs(pack, "pretrain"), batch_loss, None if val is None else validate,
+                      lr=config.lr, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress)
+
+
+def train_graphs(pack: GraphPack, name: str) -> Tensor:
+    """Ids ``[N]`` of the graphs of ``pack`` with edges; a ValueError naming ``name`` if there are none."""
+    index = torch.nonzero(pack.num_edges > 0).view(-1)
+    if index.numel() == 0:
+        raise ValueError(f"{name}: no training graph has edges")
+    return index
+
+
+def _local_values(terms: Dict[str, Tensor]) -> Dict[str, float]:
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def run_epochs(attributors: StackedAttributors, train_index: Tensor,
+               batch_loss: Callable[[Tensor, int], Dict[str, Tensor]], validate: Optional[Callable[[], float]], *,
+               lr: float, epochs: int, batch_size: int, seed: int, progress: bool = True, desc: str = "pretrain",
+               after_backward: Optional[Callable[[], None]] = None,
+               batch_values: Callable[[Dict[str, Tensor]], Dict[str, float]] = _local_values) -> Dict[str, list]:
+    """The epoch loop of :func:`pretrain`: Adam (lr ``lr``) on ``attributors`` over batches of
+    ``batch_size`` graphs of ``train_index [N]``, reshuffled each epoch (generator seeded ``seed``).
+    ``batch_loss(index [B], step)`` gives a batch's terms (``'loss'`` is back-propagated; step = global
+    iteration), ``after_backward()`` runs before each Adam step, ``batch_values(terms)`` turns the terms
+    into the batch's floats, and ``validate()`` (optional) gives the validation loss after each epoch for
+    ReduceLROnPlateau (factor 0.2, patience 3, min lr 1e-5). Returns the per-epoch history."""
+    opt = torch.optim.Adam(attributors.parameters(), lr=lr)
     sched = None
-    if val is not None:
+    if validate is not None:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.2, patience=3, min_lr=1e-5)
     gen = torch.Generator().manual_seed(seed)
     n_batches = (train_index.numel() + batch_size - 1) // batch_size
     history: Dict[str, list] = {}
     step = 0
-    bar = tqdm(total=epochs * n_batches, desc="pretrain", disable=not progress, leave=False)
+    bar = tqdm(total=epochs * n_batches, desc=desc, disable=not progress, leave=False)
     attributors.train()
     try:
         for _ in range(epochs):
-            perm = train_index[torch.randperm(train_index.numel(), generator=gen).to(device)]
+            perm = train_index[torch.randperm(train_index.numel(), generator=gen).to(train_index.device)]
             sums: Dict[str, float] = {}
             for start in range(0, perm.numel(), batch_size):
                 index = perm[start:start + batch_size]
-                terms = pretrain_loss(attributors, target, pack, index, groups, classes, probs, config, seed, step)
+                terms = batch_loss(index, step)
                 opt.zero_grad(set_to_none=True)
                 terms["loss"].backward()
+                if after_backward is not None:
+                    after_backward()
                 opt.step()
                 step += 1
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * index.numel()
+                for k, v in batch_values(terms).items():
+                    sums[k] = sums.get(k, 0.0) + v * index.numel()
                 bar.update(1)
             for k, v in sums.items():
                 history.setdefault(k, []).append(v / perm.numel())
-            if val is not None:
-                vloss = validation_loss(attributors, target, *val, config=config, batch_size=batch_size, seed=seed)
+            if validate is not None:
+                vloss = validate()
                 history.setdefault("val_loss", []).append(vloss)
                 sched.step(vloss)
             history.setdefault("lr", []).append(opt.param_groups[0]["lr"])

@@ -224,12 +224,10 @@ at::Tensor edge_score_cpu(const at::Tensor& p_src, const at::Tensor& p_dst, cons
   const int64_t E = edge_index.size(1);
   auto out = at::empty({E}, p_src.options());
   if (E == 0) return out;
-  const auto ps = rows_view(p_src), pd = rows_view(p_dst);
-  const auto ei = edge_index.contiguous(), w = weight.contiguous(), b = bias.contiguous();
-  const auto et = edge_term ? rows_view(*edge_term) : at::Tensor();
-  const auto gr = group ? group->contiguous() : at::Tensor();
+  const auto operands = prepare_edge_score(p_src, p_dst, edge_index, weight, edge_term, group);
+  const auto b = bias.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p_src.scalar_type(), "edge_score_cpu", [&] {
-    const auto in = make_edge_score_inputs<scalar_t>(ps, pd, ei, w, et, gr);
+    const auto in = operands.inputs<scalar_t>();
     const scalar_t* bias_ptr = b.const_data_ptr<scalar_t>();
     scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
     parallel_tasks((E + kForwardChunk - 1) / kForwardChunk, [&](int64_t c) {
@@ -258,10 +256,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_scor
     grad_dst.zero_();
     return {grad_src, grad_dst, grad_term, at::zeros_like(weight), at::zeros({G}, weight.options())};
   }
-  const auto ps = rows_view(p_src), pd = rows_view(p_dst);
-  const auto ei = edge_index.contiguous(), w = weight.contiguous(), go = grad.contiguous();
-  const auto et = edge_term ? rows_view(*edge_term) : at::Tensor();
-  const auto gr = group ? group->contiguous() : at::Tensor();
+  const auto operands = prepare_edge_score(p_src, p_dst, edge_index, weight, edge_term, group);
+  const auto go = grad.contiguous();
 
   const int64_t C = num_chunks(E, G, H);
   const auto acc = at::toAccumulateType(p_src.scalar_type(), /*is_cuda=*/false);
@@ -270,15 +266,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_scor
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p_src.scalar_type(), "edge_score_backward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
-    const auto in = make_edge_score_inputs<scalar_t>(ps, pd, ei, w, et, gr);
+    const auto in = operands.inputs<scalar_t>();
     const scalar_t* grad_ptr = go.const_data_ptr<scalar_t>();
     SideEdges by_src, by_dst;  // sorted concurrently
     at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
       for (int64_t side = begin; side < end; ++side) {
         if (side == 0) {
-          by_src = sort_side(in.src, in.dst, in.group, grad_ptr, et.defined(), E, N_src);
+          by_src = sort_side(in.src, in.dst, in.group, grad_ptr, in.edge_term != nullptr, E, N_src);
         } else {
-          by_dst = sort_side(in.dst, in.src, in.group, grad_ptr, et.defined(), E, N_dst);
+          by_dst = sort_side(in.dst, in.src, in.group, grad_ptr, in.edge_term != nullptr, E, N_dst);
         }
       }
     });

@@ -114,13 +114,11 @@ at::Tensor edge_score_cuda(const at::Tensor& p_src, const at::Tensor& p_dst, con
   const int64_t E = edge_index.size(1);
   auto out = at::empty({E}, p_src.options());
   if (E == 0) return out;
-  const auto ps = rows_view(p_src), pd = rows_view(p_dst);
-  const auto ei = edge_index.contiguous(), w = weight.contiguous(), b = bias.contiguous();
-  const auto et = edge_term ? rows_view(*edge_term) : at::Tensor();
-  const auto gr = group ? group->contiguous() : at::Tensor();
+  const auto operands = prepare_edge_score(p_src, p_dst, edge_index, weight, edge_term, group);
+  const auto b = bias.contiguous();
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, p_src.scalar_type(), "edge_score_cuda", [&] {
-    const auto in = make_edge_score_inputs<scalar_t>(ps, pd, ei, w, et, gr);
+    const auto in = operands.inputs<scalar_t>();
     edge_score_forward_kernel<scalar_t><<<num_blocks(E, 32), kThreads, 0, stream>>>(
         in, b.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), E);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -142,14 +140,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_scor
   auto grad_bias = at::zeros({G}, opmath);
   auto grad_term = edge_term ? at::empty({E, H}, p_src.options()) : at::empty({0}, p_src.options());
   if (E > 0) {
-    const auto ps = rows_view(p_src), pd = rows_view(p_dst);
-    const auto ei = edge_index.contiguous(), w = weight.contiguous(), go = grad.contiguous();
-    const auto et = edge_term ? rows_view(*edge_term) : at::Tensor();
-    const auto gr = group ? group->contiguous() : at::Tensor();
+    const auto operands = prepare_edge_score(p_src, p_dst, edge_index, weight, edge_term, group);
+    const auto go = grad.contiguous();
     const auto stream = at::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "edge_score_backward_cuda", [&] {
       using opmath_t = at::opmath_type<scalar_t>;
-      const auto in = make_edge_score_inputs<scalar_t>(ps, pd, ei, w, et, gr);
+      const auto in = operands.inputs<scalar_t>();
       const int64_t shared = (G * H + G) * static_cast<int64_t>(sizeof(opmath_t));
       scalar_t* gt = edge_term ? grad_term.mutable_data_ptr<scalar_t>() : nullptr;
       if (shared <= kMaxSharedBytes) {
