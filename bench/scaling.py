@@ -1,5 +1,6 @@
 """Scale-out of ``refine-fast explain``: 1 process vs 2 torchrun processes (one thread each) on the
-BA-3motif test split, and peak memory (max RSS) on 100,000 generated BA-3motif graphs.
+BA-3motif test split, and peak memory (max RSS) on 100,000 generated BA-3motif graphs, held in memory
+or streamed from an on-disk graph set (``--on-disk``).
 
 A script rather than a pytest-benchmark file: it times whole processes (launch included) and reads
 each rank's own explain-loop time from its ``--json`` output. Correctness first: the 2-process
@@ -9,10 +10,13 @@ explanations must equal the 1-process ones exactly.
     python bench/scaling.py --work /tmp/refine_scaling --big 0          # scaling only
     python bench/scaling.py --split all --big 0                         # scaling on all 3,000 graphs
     python bench/scaling.py --work /tmp/refine_scaling --big-steps 2    # memory run with fewer steps
+    python bench/scaling.py --repeats 0 --on-disk --big 20000,100000   # streamed memory runs only
 
 The large dataset is ``BA3Motif(graphs_per_class=ceil(n/3))`` (the same seeded generator) cut to
 ``n`` graphs; the memory run explains it with ``--split all`` through the CLI with ``_load`` pointed
-at it. The machine may be shared: the timings are as noisy as its load (printed with the results).
+at it, or, with ``--on-disk``, writes it once to an OnDiskDataset folder (``write_graphs``, in a
+separate process) and explains it with ``refine-fast explain --graphs DIR``. The machine may be
+shared: the timings are as noisy as its load (printed with the results).
 """
 from __future__ import annotations
 
@@ -121,35 +125,65 @@ def big_dataset(cache: Path, n: int):
     return data
 
 
+def big_graphs(cache: Path, n: int, root: Path) -> None:
+    """Write the ``n`` large-dataset graphs to an OnDiskDataset folder ``root`` (once)."""
+    from refine_fast.datasets import open_graphs, write_graphs
+
+    if not root.exists():
+        data = big_dataset(cache, n)
+        write_graphs(root, (data[i] for i in range(n))).close()
+    if len(open_graphs(root)) != n:
+        raise SystemExit(f"{root} does not hold {n} graphs (an interrupted write?): delete it and rerun")
+
+
 def big_child(argv) -> None:
-    """In a fresh process: ``refine-fast explain ... --split all`` on ``n`` graphs; prints max RSS."""
+    """In a fresh process: ``refine-fast explain ...`` on ``n`` graphs; prints max RSS. ``n`` graphs held
+    in memory (``--split all`` with ``_load`` pointed at them), or ``n = 0``: the arguments say
+    ``--graphs DIR``."""
     n, cache, rest = int(argv[0]), Path(argv[1]), argv[2:]
     from refine_fast import cli
 
-    dataset = big_dataset(cache, n)
-    cli._load = lambda args: (dataset, {"all": dataset})
+    if n:
+        dataset = big_dataset(cache, n)
+        cli._load = lambda args: (dataset, {"all": dataset})
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     cli.main(rest)
-    print(json.dumps({"graphs": len(dataset), "seconds": time.perf_counter() - start,
-                      "max_rss_kib_after_load": rss_before,
+    print(json.dumps({"seconds": time.perf_counter() - start, "max_rss_kib_after_load": rss_before,
                       "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
-def memory(work: Path, common: list, n: int, steps: int, chunk_size: int) -> dict:
-    cache = work / "cache_big"
+def _without_dataset(common: list) -> list:
+    """``common`` minus ``--dataset X`` and ``--cache-dir X``."""
+    out, skip = [], False
+    for a in common:
+        if skip or a in ("--dataset", "--cache-dir"):
+            skip = not skip
+            continue
+        out.append(a)
+    return out
+
+
+def memory(work: Path, common: list, n: int, steps: int, chunk_size: int, on_disk: bool) -> dict:
+    cache, graphs = work / "cache_big", work / f"graphs_{n}"
     start = time.perf_counter()
-    _run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import scaling; "
-                                f"scaling.big_dataset(__import__('pathlib').Path({str(cache)!r}), {n})"])
+    make = f"big_graphs(C, {n}, Path({str(graphs)!r}))" if on_disk else f"big_dataset(C, {n})"
+    _run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); "
+                                f"from pathlib import Path; from scaling import *; C = Path({str(cache)!r}); {make}"])
     generate = time.perf_counter() - start
-    args_ = [a for a in common] + ["--split", "all", "--steps", str(steps), "--chunk-size", str(chunk_size),
-                                   "--overwrite", "--out", str(work / "x_big")]
-    wall, out = _run([sys.executable, __file__, "--big-child", str(n), str(cache), "explain", *args_])
+    out_dir = work / ("x_disk" if on_disk else "x_big")
+    source = _without_dataset(common) + ["--graphs", str(graphs)] if on_disk else common + ["--split", "all"]
+    args_ = source + ["--steps", str(steps), "--chunk-size", str(chunk_size), "--overwrite", "--out", str(out_dir)]
+    load = os.getloadavg()
+    wall, out = _run([sys.executable, __file__, "--big-child", "0" if on_disk else str(n), str(cache),
+                      "explain", *args_])
     result = json.loads(out.strip().splitlines()[-1])
-    merged = torch.load(work / "x_big" / "explanations.pt", weights_only=True)
-    result.update(wall=wall, generate_seconds=generate, steps=steps, chunk_size=chunk_size,
-                  explained=int(merged["graph_ids"].numel()), edges=int(merged["importance"].numel()),
-                  max_rss_gib=result["max_rss_kib"] / 2**20)
+    merged = torch.load(out_dir / "explanations.pt", weights_only=True)
+    result.update(graphs=n, on_disk=on_disk, wall=wall, generate_seconds=generate, steps=steps,
+                  chunk_size=chunk_size, explained=int(merged["graph_ids"].numel()),
+                  edges=int(merged["importance"].numel()), max_rss_gib=result["max_rss_kib"] / 2**20,
+                  load_average_before=load, load_average_after=os.getloadavg(),
+                  command="refine-fast explain " + " ".join(args_))
     return result
 
 
@@ -162,19 +196,26 @@ def main() -> None:
                    help="BA-3motif split of the scaling runs")
     p.add_argument("--steps", type=int, default=20, help="fine-tuning steps of the scaling runs")
     p.add_argument("--chunk-size", type=int, default=100, help="graphs per chunk (the unit of sharding)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="scaling runs (0: skip the scaling measurement)")
     p.add_argument("--gnn-epochs", type=int, default=5)
-    p.add_argument("--big", type=int, default=100_000, help="graphs of the memory run (0: skip)")
+    p.add_argument("--big", default="100000", help="graphs of the memory run(s), comma-separated (0: skip)")
     p.add_argument("--big-steps", type=int, default=20)
     p.add_argument("--big-chunk-size", type=int, default=4096)
+    p.add_argument("--on-disk", action="store_true",
+                   help="memory runs stream the graphs from an OnDiskDataset folder (explain --graphs)")
     a = p.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     common = setup(work, a.gnn_epochs)
     result = {"load_average_before": os.getloadavg(), "cpus": os.cpu_count(), "torch": torch.__version__}
-    result["scaling"] = scaling(work, common, a.split, a.steps, a.chunk_size, a.repeats)
-    if a.big:
-        result["memory"] = memory(work, common, a.big, a.big_steps, a.big_chunk_size)
+    if a.repeats:
+        result["scaling"] = scaling(work, common, a.split, a.steps, a.chunk_size, a.repeats)
+    sizes = [int(n) for n in a.big.split(",") if int(n)]
+    if sizes:
+        result["memory"] = []
+        for n in sizes:
+            result["memory"].append(memory(work, common, n, a.big_steps, a.big_chunk_size, a.on_disk))
+            print(json.dumps(result["memory"][-1]), file=sys.stderr, flush=True)
     result["load_average_after"] = os.getloadavg()
     print(json.dumps(result, indent=1))
 

@@ -27,9 +27,9 @@ def _emit(args, result: Dict[str, Any]) -> None:
         print(json.dumps(result, indent=1, default=float))
 
 
-def _common(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, dataset: bool = True, dataset_required: bool = True) -> None:
     if dataset:
-        p.add_argument("--dataset", choices=DATASETS, required=True, help="ba3, mutag or mnist")
+        p.add_argument("--dataset", choices=DATASETS, required=dataset_required, help="ba3, mutag or mnist")
         p.add_argument("--data-root", default=None,
                        help="folder holding mutagenicity/ and mnist/ raw files (a ../shared/data-style root); "
                             "not needed for ba3, which is generated")
@@ -142,36 +142,80 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def _shard(chunks, sizes: List[int], rank: int, world: int):
-    """Chunks of this rank: greedy by edge count, largest first, so ranks get similar work."""
+def _shard(chunks, loads: List[int], rank: int, world: int):
+    """Chunks of this rank: greedy by ``loads`` (edges per chunk), largest first, so ranks get similar work."""
     load = [0] * world
     mine = []
-    for c in sorted(chunks, key=lambda c: -sum(sizes[c[0]:c[1]])):
+    for k in sorted(range(len(chunks)), key=lambda k: -loads[k]):
         r = min(range(world), key=lambda i: (load[i], i))
-        load[r] += sum(sizes[c[0]:c[1]])
+        load[r] += loads[k]
         if r == rank:
-            mine.append(c)
+            mine.append(chunks[k])
     return sorted(mine)
 
 
-def cmd_explain(args) -> Dict[str, Any]:
-    from tqdm import tqdm
+def _chunk_loads(source, ids, chunks, rank: int, world: int) -> List[int]:
+    """Edges per chunk, each rank reading every world-th chunk (one chunk in memory at a time)."""
+    from .stream import chunk_edges
 
+    loads = torch.zeros(len(chunks), dtype=torch.long, device=_device())
+    mine = list(range(rank, len(chunks), world))
+    loads[mine] = torch.tensor(chunk_edges(source, ids, [chunks[k] for k in mine]), dtype=torch.long,
+                               device=loads.device)
+    torch.distributed.all_reduce(loads)
+    return loads.tolist()
+
+
+def _id_range(text: Optional[str], n: int) -> tuple:
+    """``START:STOP`` (either may be empty) → a checked ``(start, stop)`` within ``0..n``."""
+    if text is None:
+        return 0, n
+    try:
+        if text.count(":") != 1:
+            raise ValueError(text)
+        start, stop = (int(v) if v else d for v, d in zip(text.split(":"), (0, n)))
+    except ValueError:
+        raise SystemExit(f"refine-fast explain: --id-range must be START:STOP, got {text!r}") from None
+    if not 0 <= start <= stop <= n:
+        raise SystemExit(f"refine-fast explain: --id-range {text} is outside the {n} graphs of --graphs")
+    return start, stop
+
+
+def _explain_source(args):
+    """``(graphs, ids, meta)``: --dataset's --split held in memory, or --graphs' id range read from disk."""
+    if (args.dataset is None) == (args.graphs is None):
+        raise SystemExit("refine-fast explain: give exactly one of --dataset NAME or --graphs DIR")
+    if args.graphs is None:
+        if args.id_range is not None:
+            raise SystemExit("refine-fast explain: --id-range applies only to --graphs (use --split with --dataset)")
+        split = args.split or "test"
+        dataset, _ = _load(args)
+        ids = torch.arange(len(dataset)) if split == "all" else dataset.split_idx[split]
+        return dataset, ids, {"dataset": args.dataset, "split": split}
+    if args.split is not None:
+        raise SystemExit("refine-fast explain: --split applies only to --dataset; with --graphs use --id-range")
+    from .datasets import open_graphs
+
+    try:
+        graphs = open_graphs(args.graphs)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"refine-fast explain: --graphs {args.graphs}: {error}") from None
+    start, stop = _id_range(args.id_range, len(graphs))
+    return graphs, range(start, stop), {"graphs": str(Path(args.graphs).resolve()), "id_range": [start, stop]}
+
+
+def cmd_explain(args) -> Dict[str, Any]:
     from .explain import ReFine
     from .models import load_model
     from .store import ExplanationStore
+    from .stream import explain_to_store
 
+    source, ids, meta = _explain_source(args)
     rank, world = _distributed()
-    dataset, splits = _load(args)
     model = load_model(args.model, map_location=_device())
     refine = ReFine.load(args.explainer, model).to(_device())
-    if args.split == "all":
-        ids = torch.arange(len(dataset))
-    else:
-        ids = dataset.split_idx[args.split]
-    meta = {"dataset": args.dataset, "split": args.split, "ratio": args.ratio, "steps": args.steps,
-            "lr": args.lr, "seed": args.seed, "explainer": str(Path(args.explainer).resolve()),
-            "model": str(Path(args.model).resolve())}
+    meta.update({"ratio": args.ratio, "steps": args.steps, "lr": args.lr, "seed": args.seed,
+                 "explainer": str(Path(args.explainer).resolve()), "model": str(Path(args.model).resolve())})
     # Only rank 0 may clear an old run; the others wait, then open the fresh manifest.
     if rank == 0:
         store = ExplanationStore(args.out, len(ids), args.chunk_size, meta, overwrite=args.overwrite)
@@ -179,20 +223,13 @@ def cmd_explain(args) -> Dict[str, Any]:
         torch.distributed.barrier()
     if rank != 0:
         store = ExplanationStore(args.out, len(ids), args.chunk_size, meta)
-    sizes = [int(dataset[int(i)].num_edges) for i in ids] if world > 1 else []
     todo = list(store.pending())
     if world > 1:
-        todo = _shard(todo, sizes, rank, world)
+        todo = _shard(todo, _chunk_loads(source, ids, todo, rank, world), rank, world)
     start = time.perf_counter()
-    explained = 0
-    for s, e in tqdm(todo, desc=f"explain (rank {rank})" if world > 1 else "explain", unit="chunk",
-                     disable=args.no_progress):
-        chunk_ids = ids[s:e]
-        graphs = [dataset[int(i)] for i in chunk_ids]
-        imps = refine.explain(graphs, ratio=args.ratio, steps=args.steps, lr=args.lr, seed=args.seed,
-                              batch_size=args.batch_size, graph_ids=chunk_ids.tolist(), progress=False)
-        store.write(s, e, imps, graph_ids=chunk_ids)
-        explained += e - s
+    explained = explain_to_store(refine, source, store, ids, todo, ratio=args.ratio, steps=args.steps, lr=args.lr,
+                                 seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
+                                 desc=f"explain (rank {rank})" if world > 1 else "explain")
     seconds = time.perf_counter() - start
     if world > 1:
         torch.distributed.barrier()
@@ -200,7 +237,7 @@ def cmd_explain(args) -> Dict[str, Any]:
               "graphs_total": len(ids), "seconds": seconds,
               "graphs_per_second": explained / seconds if seconds > 0 and explained else None}
     if rank == 0:
-        result["explanations"] = str(store.merge())
+        result["explanations"] = str(store.dir if args.no_merge else store.merge())
         _say(args, f"explained {explained} graphs now ({len(ids)} in all) in {seconds:.1f}s; "
                    f"written to {result['explanations']}")
     if world > 1:
@@ -350,18 +387,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "no contrastive term (PGExplainer-equivalent)")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("explain", help="explain a split in resumable chunks (runs under torchrun too)")
-    _common(p)
+    p = sub.add_parser("explain", help="explain a split or an on-disk graph set in resumable chunks "
+                                       "(runs under torchrun too)")
+    _common(p, dataset_required=False)
+    p.add_argument("--graphs", default=None,
+                   help="instead of --dataset: an OnDiskDataset folder (refine_fast.datasets.write_graphs), "
+                        "streamed one chunk at a time")
     p.add_argument("--model", required=True)
     p.add_argument("--explainer", required=True, help="file written by pretrain")
     p.add_argument("--out", required=True, help="output folder: explanations.pt + resumable chunks")
-    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default=None,
+                   help="with --dataset (default test)")
+    p.add_argument("--id-range", default=None, metavar="START:STOP",
+                   help="with --graphs: explain graph ids START..STOP-1 (default all)")
     p.add_argument("--ratio", type=float, default=None, help="default: the explainer's config")
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (0 = ReFine-FT)")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None, help="graphs fine-tuned at once")
     p.add_argument("--chunk-size", type=int, default=4096, help="graphs per resumable chunk")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out")
+    p.add_argument("--no-merge", action="store_true",
+                   help="leave the results in chunks (load_explanations reads them) instead of merging "
+                        "them into explanations.pt, which takes 4 bytes per edge + 16 per graph of memory")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("evaluate", help="ACC@ρ curve, ACC-AUC, Recall@N (or the paper's tables with --table)")

@@ -12,7 +12,9 @@ whole chunk or none: resuming skips the finished chunks and redoes nothing else.
 
 ``explanations.pt`` holds ``graph_ids`` int64 ``[B]``, ``ptr`` int64 ``[B+1]`` and ``importance``
 float32 ``[E]``: graph ``graph_ids[i]``'s importances are ``importance[ptr[i]:ptr[i+1]]``, in its
-own edge order, plus ``meta`` (the manifest).
+own edge order, plus ``meta`` (the manifest). A chunk file holds the same three tensors for its graphs.
+Merging holds the merged result (4 bytes per edge + 16 per graph) and one chunk in memory; a run that
+skips it is read chunk by chunk (:meth:`ExplanationStore.open`, :meth:`ExplanationStore.read`).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from torch import Tensor
 __all__ = ["ExplanationStore", "load_explanations", "pack", "unpack"]
 
 MERGED = "explanations.pt"
+MANIFEST = "manifest.json"
 
 
 def pack(importances: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
@@ -66,8 +69,9 @@ class ExplanationStore:
         self.num_graphs = int(num_graphs)
         self.chunk_size = int(chunk_size)
         manifest = {"num_graphs": self.num_graphs, "chunk_size": self.chunk_size, "meta": meta}
-        path = self.dir / "manifest.json"
-        if path.exists() and not overwrite:
+        path = self.dir / MANIFEST
+        resumed = path.exists() and not overwrite
+        if resumed:
             old = json.loads(path.read_text())
             if old != json.loads(json.dumps(manifest)):
                 raise ValueError(
@@ -77,8 +81,18 @@ class ExplanationStore:
             for f in list(self.chunk_dir.glob("chunk_*.pt")) + [self.dir / MERGED]:
                 f.unlink(missing_ok=True)
         self.chunk_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(manifest, indent=1))
+        if not resumed:
+            path.write_text(json.dumps(manifest, indent=1))
         self.manifest = manifest
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike) -> "ExplanationStore":
+        """Reopen the store at ``directory`` with the settings of its manifest."""
+        path = Path(directory) / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"ExplanationStore.open: no {MANIFEST} in {directory}")
+        m = json.loads(path.read_text())
+        return cls(directory, m["num_graphs"], m["chunk_size"], m["meta"])
 
     def chunks(self) -> list[tuple[int, int]]:
         """All ``(start, stop)`` graph ranges of the run."""
@@ -108,33 +122,53 @@ class ExplanationStore:
         flat, ptr = pack(importances)
         _atomic_save({"graph_ids": ids, "ptr": ptr, "importance": flat}, self._path(start, stop))
 
-    def merge(self) -> Path:
-        """Concatenate every chunk into ``explanations.pt``; raises if a chunk is missing."""
+    def read(self, start: int, stop: int) -> tuple[Tensor, list[Tensor]]:
+        """A finished chunk: ``(graph_ids [stop-start], [importance [E_g]] * (stop-start))``."""
+        part = torch.load(self._path(start, stop), weights_only=True)
+        return part["graph_ids"], unpack(part["importance"], part["ptr"])
+
+    def _check_finished(self, caller: str) -> None:
         missing = list(self.pending())
         if missing:
-            raise RuntimeError(f"ExplanationStore.merge: {len(missing)} chunks are not finished, first {missing[0]}")
-        ids, flats, sizes = [], [], []
+            raise RuntimeError(f"{caller}: {len(missing)} chunks of {self.dir} are not finished, first {missing[0]}")
+
+    def merge(self) -> Path:
+        """Concatenate every chunk into ``explanations.pt``; raises if a chunk is missing.
+
+        Memory: the merged tensors (4 bytes per edge + 16 bytes per graph) plus one chunk, read
+        twice through ``mmap`` (sizes first, then the copy into the preallocated result)."""
+        self._check_finished("ExplanationStore.merge")
+        counts = [int(torch.load(self._path(s, e), weights_only=True, mmap=True)["ptr"][-1])
+                  for s, e in self.chunks()]
+        ids = torch.empty(self.num_graphs, dtype=torch.long)
+        ptr = torch.zeros(self.num_graphs + 1, dtype=torch.long)
+        flat = torch.empty(sum(counts), dtype=torch.float32)
+        edges = 0
         for s, e in self.chunks():
-            part = torch.load(self._path(s, e), weights_only=True)
-            ids.append(part["graph_ids"])
-            flats.append(part["importance"])
-            sizes.append(part["ptr"].diff())
-        sizes = torch.cat(sizes) if sizes else torch.zeros(0, dtype=torch.long)
-        ptr = torch.zeros(sizes.numel() + 1, dtype=torch.long)
-        torch.cumsum(sizes, 0, out=ptr[1:])
+            part = torch.load(self._path(s, e), weights_only=True, mmap=True)
+            n = int(part["ptr"][-1])
+            ids[s:e] = part["graph_ids"]
+            ptr[s + 1:e + 1] = part["ptr"][1:] + edges
+            flat[edges:edges + n] = part["importance"]
+            edges += n
+            del part  # unmaps the chunk file
         out = self.dir / MERGED
-        _atomic_save({
-            "graph_ids": torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long),
-            "ptr": ptr,
-            "importance": torch.cat(flats) if flats else torch.zeros(0),
-            "meta": self.manifest["meta"],
-        }, out)
+        _atomic_save({"graph_ids": ids, "ptr": ptr, "importance": flat, "meta": self.manifest["meta"]}, out)
         return out
 
 
 def load_explanations(path: str | os.PathLike) -> tuple[Tensor, list[Tensor], dict]:
-    """Read ``explanations.pt`` (or its directory): ``(graph_ids [B], [importance [E_g]] * B, meta)``."""
+    """Read ``explanations.pt`` (or its directory): ``(graph_ids [B], [importance [E_g]] * B, meta)``.
+
+    A directory without ``explanations.pt`` (a run with ``--no-merge``) is read from its chunks,
+    which must all be finished."""
     path = Path(path)
+    if path.is_dir() and not (path / MERGED).exists() and (path / MANIFEST).exists():
+        store = ExplanationStore.open(path)
+        store._check_finished("load_explanations")
+        parts = [store.read(s, e) for s, e in store.chunks()]
+        ids = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
+        return ids, [t for p in parts for t in p[1]], store.manifest["meta"]
     if path.is_dir():
         path = path / MERGED
     if not path.exists():

@@ -54,3 +54,60 @@ def test_bad_arguments_are_named(tmp_path, capsys):
         cli.main(["train-gnn", "--dataset", "mutag", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="exactly one of --explanations"):
         cli.main(["evaluate", "--dataset", "ba3", "--model", str(tmp_path / "m.pt")])
+
+
+@pytest.fixture
+def model_and_explainer(tmp_path, ba3_model):
+    """A seeded untrained target GNN and ReFine written as the CLI reads them."""
+    from refine_fast.explain import ReFine
+    from refine_fast.models import save_model
+
+    refine = ReFine(ba3_model, 3, 4, hidden=12, batch_size=16, seed=3)
+    refine.save(tmp_path / "refine.pt")
+    return save_model(ba3_model, tmp_path / "model.pt"), tmp_path / "refine.pt", refine
+
+
+def test_explain_graphs_on_disk(tmp_path, capsys, ba3_small, model_and_explainer):
+    from refine_fast.datasets import write_graphs
+
+    model, explainer, refine = model_and_explainer
+    write_graphs(tmp_path / "graphs", (ba3_small[i] for i in range(len(ba3_small)))).close()
+    common = ["--graphs", tmp_path / "graphs", "--model", model, "--explainer", explainer, "--threads", 1,
+              "--steps", 2, "--chunk-size", 16]
+    res = run(capsys, "explain", *common, "--out", tmp_path / "all")
+    assert res["graphs_total"] == res["graphs_explained_now"] == 60
+    ids, imps, meta = load_explanations(res["explanations"])
+    assert ids.tolist() == list(range(60)) and meta["id_range"] == [0, 60]
+    for s in range(0, 60, 16):  # ReFine.explain in memory, chunk by chunk, one worker as --threads 1
+        expected = refine.explain([ba3_small[i] for i in range(s, min(s + 16, 60))], steps=2,
+                                  graph_ids=list(range(s, min(s + 16, 60))), progress=False, workers=1)
+        assert all(torch.equal(a, b) for a, b in zip(imps[s:s + 16], expected))
+
+    part = run(capsys, "explain", *common, "--id-range", "20:50", "--no-merge", "--out", tmp_path / "part")
+    assert part["graphs_total"] == 30 and part["explanations"] == str(tmp_path / "part")
+    assert not (tmp_path / "part" / "explanations.pt").exists()
+    ids2, imps2, _ = load_explanations(tmp_path / "part")  # read from the chunks
+    assert ids2.tolist() == list(range(20, 50)) and all(t.numel() == ba3_small[20 + k].num_edges
+                                                         for k, t in enumerate(imps2))
+    threads = torch.get_num_threads()
+    try:
+        for bad in ("50:70", "7", "a:b"):
+            with pytest.raises(SystemExit, match="--id-range"):
+                cli.main(["explain", *map(str, common), "--id-range", bad, "--out", str(tmp_path / "bad")])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_explain_source_errors_are_named(tmp_path, model_and_explainer):
+    model, explainer, _ = model_and_explainer
+    base = ["explain", "--model", str(model), "--explainer", str(explainer), "--out", str(tmp_path / "o")]
+    (tmp_path / "empty").mkdir()
+    cases = [([], "exactly one of --dataset NAME or --graphs DIR"),
+             (["--dataset", "ba3", "--graphs", str(tmp_path)], "exactly one of --dataset NAME or --graphs DIR"),
+             (["--graphs", str(tmp_path / "missing")], "--graphs .*missing: .*not a directory"),
+             (["--graphs", str(tmp_path / "empty")], "--graphs .*empty: .*not an OnDiskDataset folder"),
+             (["--graphs", str(tmp_path / "empty"), "--split", "test"], "--split applies only to --dataset"),
+             (["--dataset", "ba3", "--id-range", "0:5"], "--id-range applies only to --graphs")]
+    for extra, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            cli.main(base + extra)

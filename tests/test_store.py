@@ -47,3 +47,22 @@ def test_store_refuses_to_mix_runs(tmp_path):
     assert len(list(store.pending())) == 3
     with pytest.raises(ValueError, match="expected 4 importances"):
         store.write(0, 4, _importances(3))
+
+
+def test_open_read_and_unmerged_directories(tmp_path):
+    imps = _importances(7)
+    store = ExplanationStore(tmp_path / "a", 7, 3, {"seed": 2})
+    for s, e in store.chunks():
+        store.write(s, e, imps[s:e], graph_ids=torch.arange(s, e) + 100)
+    again = ExplanationStore.open(tmp_path / "a")
+    assert again.manifest == store.manifest and list(again.pending()) == []
+    ids, part = again.read(3, 6)
+    assert ids.tolist() == [103, 104, 105] and all(torch.equal(a, b) for a, b in zip(part, imps[3:6]))
+    # Without explanations.pt the chunks are read; with it, the merged file (the same result).
+    for ids, back, meta in (load_explanations(tmp_path / "a"), load_explanations(store.merge())):
+        assert ids.tolist() == list(range(100, 107)) and meta == {"seed": 2}
+        assert all(torch.equal(a, b) for a, b in zip(back, imps))
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        ExplanationStore.open(tmp_path / "b")
+    empty = ExplanationStore(tmp_path / "c", 0, 3, {})
+    assert load_explanations(tmp_path / "c")[1] == [] and load_explanations(empty.merge())[1] == []
