@@ -41,6 +41,14 @@ def _common(p: argparse.ArgumentParser, dataset: bool = True, dataset_required: 
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _select_option(p: argparse.ArgumentParser) -> None:
+    from .explain.fine_tune import SELECT
+
+    p.add_argument("--select", choices=SELECT, default="sample",
+                   help="how each fine-tuning step picks its ρ·|E| edges: sample (by probability, paper Eq. 9) "
+                        "or top (the top-ρ edges, as the reference implementation)")
+
+
 def _load(args):
     from .models import load_splits
 
@@ -214,7 +222,7 @@ def cmd_explain(args) -> Dict[str, Any]:
     rank, world = _distributed()
     model = load_model(args.model, map_location=_device())
     refine = ReFine.load(args.explainer, model).to(_device())
-    meta.update({"ratio": args.ratio, "steps": args.steps, "lr": args.lr, "seed": args.seed,
+    meta.update({"ratio": args.ratio, "steps": args.steps, "lr": args.lr, "seed": args.seed, "select": args.select,
                  "explainer": str(Path(args.explainer).resolve()), "model": str(Path(args.model).resolve())})
     # Only rank 0 may clear an old run; the others wait, then open the fresh manifest.
     if rank == 0:
@@ -228,7 +236,8 @@ def cmd_explain(args) -> Dict[str, Any]:
         todo = _shard(todo, _chunk_loads(source, ids, todo, rank, world), rank, world)
     start = time.perf_counter()
     explained = explain_to_store(refine, source, store, ids, todo, ratio=args.ratio, steps=args.steps, lr=args.lr,
-                                 seed=args.seed, batch_size=args.batch_size, progress=not args.no_progress,
+                                 seed=args.seed, batch_size=args.batch_size, select=args.select,
+                                 progress=not args.no_progress,
                                  desc=f"explain (rank {rank})" if world > 1 else "explain")
     seconds = time.perf_counter() - start
     if world > 1:
@@ -276,7 +285,7 @@ def cmd_evaluate(args) -> Dict[str, Any]:
         graphs = _correct(model, splits[args.split])
         result = {"refine_ft": evaluate_refine(refine, graphs, fine_tune=False, seed=args.seed),
                   "refine": evaluate_refine(refine, graphs, steps=args.steps, seed=args.seed,
-                                            progress=not args.no_progress)}
+                                            progress=not args.no_progress, select=args.select)}
         curves = {"ReFine-FT": result["refine_ft"]["acc"], "ReFine": result["refine"]["acc"]}
     else:
         ids, imps, meta = load_explanations(args.explanations)
@@ -403,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ratio", type=float, default=None, help="default: the explainer's config")
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (0 = ReFine-FT)")
     p.add_argument("--lr", type=float, default=None)
+    _select_option(p)
     p.add_argument("--batch-size", type=int, default=None, help="graphs fine-tuned at once")
     p.add_argument("--chunk-size", type=int, default=4096, help="graphs per resumable chunk")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier run in --out")
@@ -420,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explainer", default=None, help="evaluate ReFine-FT and ReFine (fine-tuned at each ρ)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--steps", type=int, default=None)
+    _select_option(p)
     p.add_argument("--out", default=None, help="folder for evaluation.json and acc_curve.png")
     p.add_argument("--table", action="store_true", help="regenerate the paper's Tables 2-4")
     p.add_argument("--seeds", type=int, default=3)

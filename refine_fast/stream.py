@@ -44,7 +44,8 @@ def chunk_edges(source, ids: Ids, chunks: Iterable[tuple[int, int]]) -> List[int
 def explain_to_store(refine, source, store: ExplanationStore, ids: Optional[Ids] = None,
                      chunks: Optional[Iterable[tuple[int, int]]] = None, *, ratio: Optional[float] = None,
                      steps: Optional[int] = None, lr: Optional[float] = None, seed: int = 0,
-                     batch_size: Optional[int] = None, progress: bool = True, desc: str = "explain") -> int:
+                     batch_size: Optional[int] = None, select: str = "sample", progress: bool = True,
+                     desc: str = "explain") -> int:
     """Explain the graphs of ``store``'s unfinished chunks and write each chunk; returns how many graphs.
 
     ``source`` is any indexable graph source (``len`` and ``source[i]``; ``multi_get`` is used when
@@ -52,7 +53,7 @@ def explain_to_store(refine, source, store: ExplanationStore, ids: Optional[Ids]
     a ``range`` or a list; default ``range(len(source))``), explained with ``graph_ids = ids`` so
     the result equals ``refine.explain([source[i] for i in ids], graph_ids=ids, ...)``. ``chunks``
     (default ``store.pending()``) limits the work, e.g. to one rank's share. ``ratio``, ``steps``,
-    ``lr``, ``seed`` and ``batch_size`` are passed to :meth:`ReFine.explain`.
+    ``lr``, ``seed``, ``batch_size`` and ``select`` are passed to :meth:`ReFine.explain`.
 
     Memory: one chunk of ``store.chunk_size`` graphs, their fine-tuning working set
     (``batch_size`` graphs at a time) and their importances (4 bytes per edge) at a time.
@@ -68,7 +69,7 @@ def explain_to_store(refine, source, store: ExplanationStore, ids: Optional[Ids]
         chunk_ids = _slice(ids, s, e)
         graphs = fetch(source, chunk_ids)
         imps = refine.explain(graphs, ratio=ratio, steps=steps, lr=lr, seed=seed, batch_size=batch_size,
-                              graph_ids=chunk_ids.tolist(), progress=False)
+                              graph_ids=chunk_ids.tolist(), progress=False, select=select)
         store.write(s, e, imps, graph_ids=chunk_ids)
         explained += e - s
         del graphs, imps  # before the next chunk is fetched

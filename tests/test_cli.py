@@ -83,6 +83,12 @@ def test_explain_graphs_on_disk(tmp_path, capsys, ba3_small, model_and_explainer
                                   graph_ids=list(range(s, min(s + 16, 60))), progress=False, workers=1)
         assert all(torch.equal(a, b) for a, b in zip(imps[s:s + 16], expected))
 
+    top = run(capsys, "explain", *common, "--id-range", "0:16", "--select", "top", "--out", tmp_path / "top")
+    _, imps_top, meta_top = load_explanations(top["explanations"])
+    expected = refine.explain([ba3_small[i] for i in range(16)], steps=2, graph_ids=list(range(16)), progress=False,
+                              workers=1, select="top")
+    assert meta_top["select"] == "top" and all(torch.equal(a, b) for a, b in zip(imps_top, expected))
+
     part = run(capsys, "explain", *common, "--id-range", "20:50", "--no-merge", "--out", tmp_path / "part")
     assert part["graphs_total"] == 30 and part["explanations"] == str(tmp_path / "part")
     assert not (tmp_path / "part" / "explanations.pt").exists()

@@ -104,9 +104,9 @@ class ReFine:
         as the reference implementation); defaults from the config
         (``ratio``, ``fine_tune_steps``, ``fine_tune_lr``, ``batch_size``). ``steps=0`` = ReFine-FT.
         ``graph_ids`` (default ``0..n-1``) name the graphs in the noise keys: the same id and ``seed``
-        give the same explanation whatever the batch. ``workers`` (default ``torch.get_num_threads()``)
+        give the same explanation whatever the batch (up to float rounding). ``workers`` (default ``torch.get_num_threads()``)
         batches run concurrently in threads with one intra-op thread each — on a small CPU this beats
-        intra-op parallelism of the many small ops; results do not depend on it."""
+        intra-op parallelism of the many small ops; results do not depend on it beyond float rounding."""
         ratio = self.config.ratio if ratio is None else ratio
         steps = self.config.fine_tune_steps if steps is None else int(steps)
         lr = self.config.fine_tune_lr if lr is None else float(lr)
