@@ -196,7 +196,7 @@ def _settings(bundle: Bundle, name: str, quick: bool, num_graphs: int, gnn_epoch
         s["epochs"] = gnn_epochs
     elif name == "PGExplainer":
         s["epochs"] = pg_epochs
-    elif name not in ("SA",):
+    elif name not in ("Random", "SA"):
         s["config"] = bundle.config.to_dict()
     return s
 
@@ -334,7 +334,7 @@ def _checks(entry: Dict) -> str:
     auc = {n: v["acc_auc"]["mean"] for n, v in entry["summary"].items()}
     if "ReFine" not in auc:
         return ""
-    beaten_by = [n for n in ("SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)")
+    beaten_by = [n for n in ("Random", "SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)")
                  if n in auc and auc[n] > auc["ReFine"]]
     parts = [f"{entry['title']}: ReFine " + ("beats every baseline" if not beaten_by
                                              else "is beaten by " + ", ".join(beaten_by))]
@@ -371,7 +371,8 @@ def render_tables(report: Dict) -> Dict[str, str]:
             cols.append((d, "auroc", f"{e['title']} edge AUROC (per graph)"))
     lines.append("| Explainer | " + " | ".join(c[2] for c in cols) + " |")
     lines.append("|---|" + "---|" * len(cols))
-    for n in names[:3] + list(report.get("not_run", {})) + names[3:]:
+    cut = names.index("PGExplainer") + 1 if "PGExplainer" in names else len(names)  # PGM-Explainer after it
+    for n in names[:cut] + list(report.get("not_run", {})) + names[cut:]:
         if n in report.get("not_run", {}):
             lines.append(f"| {n} | " + " | ".join("not run¹" for _ in cols) + " |")
             continue
@@ -384,7 +385,8 @@ def render_tables(report: Dict) -> Dict[str, str]:
     lines += [f"¹ {n}: {why}." for n, why in report.get("not_run", {}).items()]
     lines += ["", "ReFine and ReFine-CT are fine-tuned separately for each ρ (ACC@ρ of the explanation made "
               "at ρ); their recall and AUROC use the explanation at the dataset's pre-training ρ. ReFine-FT, "
-              "PGExplainer and the other explainers give one explanation for all ρ. "
+              "PGExplainer and the other explainers give one explanation for all ρ. Random = uniform random "
+              "importances (chance level). "
               "PGExplainer (refine_fast) = ReFine with one attributor shared by all classes, no contrastive "
               "term, no fine-tuning. ReFine samples the ρ·|E| edges of each fine-tuning step by their "
               f"probabilities (paper Eq. 9); {TOP_RHO} takes the top-ρ edges at each step instead, as the "
@@ -414,7 +416,7 @@ def render_tables(report: Dict) -> Dict[str, str]:
              "GNNExplainer one graph at a time (PyG's Explainer).", "",
              "| Explainer | " + " | ".join(f"{t} s/graph | {t} training s" for t in titles) + " |",
              "|---|" + "---|---|" * len(dss)]
-    for n in names:
+    for n in [n for n in names if n != "Random"]:
         cells = []
         for d in dss:
             st = report["datasets"][d]["summary"].get(n)

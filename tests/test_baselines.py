@@ -6,7 +6,8 @@ from torch_geometric.data import Data
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 from torch_geometric.nn import LEConv, global_mean_pool
 
-from refine_fast.baselines import EXPLAINERS, TOP_RHO, GNNExplainer, PGExplainer, SA, build_explainers, refine_variants
+from refine_fast.baselines import (EXPLAINERS, TOP_RHO, GNNExplainer, PGExplainer, Random, SA, build_explainers,
+                                   refine_variants)
 from refine_fast.explain import ReFineConfig
 
 
@@ -94,6 +95,15 @@ def test_sa_graph_without_edges(model, graphs):
     out = SA().explain(model, [graphs[0], empty, graphs[1]], seed=0)
     assert out[1].shape == (0,)
     torch.testing.assert_close(out[2], per_graph_sa(model, graphs[1]), rtol=1e-5, atol=1e-6)
+
+
+def test_random_is_seeded_chance(model, graphs):
+    empty = Data(x=torch.rand(3, 4), edge_index=torch.zeros(2, 0, dtype=torch.long), y=torch.tensor([0]))
+    a = Random().explain(model, graphs + [empty], seed=1)
+    check(a, graphs + [empty])
+    assert all(torch.equal(x, y) for x, y in zip(a, Random().explain(model, graphs + [empty], seed=1)))
+    assert not torch.equal(torch.cat(a), torch.cat(Random().explain(model, graphs + [empty], seed=2)))
+    assert all(((t >= 0) & (t < 1)).all() for t in a)
 
 
 def test_gnnexplainer_then_sa_still_has_gradients(model, graphs):

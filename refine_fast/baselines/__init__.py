@@ -11,13 +11,14 @@ from ..explain import ReFineConfig
 from .base import EdgeExplainer, collate, model_kwargs
 from .gnnexplainer import GNNExplainer
 from .pgexplainer import PGExplainer
+from .random import Random
 from .refine import TOP_RHO, ReFineExplainer, refine_variants
 from .sa import SA
 
-__all__ = ["EdgeExplainer", "SA", "GNNExplainer", "PGExplainer", "ReFineExplainer", "refine_variants", "TOP_RHO",
-           "EXPLAINERS", "NOT_RUN", "build_explainers", "collate", "model_kwargs"]
+__all__ = ["EdgeExplainer", "Random", "SA", "GNNExplainer", "PGExplainer", "ReFineExplainer", "refine_variants",
+           "TOP_RHO", "EXPLAINERS", "NOT_RUN", "build_explainers", "collate", "model_kwargs"]
 
-EXPLAINERS = ["SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)", "ReFine-CT", "ReFine-FT", "ReFine",
+EXPLAINERS = ["Random", "SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)", "ReFine-CT", "ReFine-FT", "ReFine",
               TOP_RHO]
 """Every explainer run by the tables, in table order."""
 
@@ -33,7 +34,7 @@ def build_explainers(config: ReFineConfig, gnnexplainer_epochs: int = 100, pgexp
                      names: Optional[List[str]] = None) -> Dict[str, object]:
     """``{name: explainer}`` in table order (all of :data:`EXPLAINERS`, or ``names``); the ReFine variants
     share pre-trained attributors where their pre-training is the same."""
-    found = {"SA": SA(), "GNNExplainer": GNNExplainer(epochs=gnnexplainer_epochs),
+    found = {"Random": Random(), "SA": SA(), "GNNExplainer": GNNExplainer(epochs=gnnexplainer_epochs),
              "PGExplainer": PGExplainer(epochs=pgexplainer_epochs)}
     found.update({e.name: e for e in refine_variants(config)})
     names = EXPLAINERS if names is None else names
