@@ -49,6 +49,15 @@ def _select_option(p: argparse.ArgumentParser) -> None:
                         "or top (the top-ρ edges, as the reference implementation)")
 
 
+def _table_datasets(text: str) -> str:
+    """``--dataset`` of ``evaluate``: a dataset, ``all``, or a comma-separated list of datasets."""
+    names = text.split(",")
+    if text != "all" and (not names or any(n not in DATASETS for n in names)):
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(DATASETS)}, all, or a comma-separated "
+                                         f"list of datasets, got {text!r}")
+    return text
+
+
 def _load(args):
     from .models import load_splits
 
@@ -265,7 +274,7 @@ def cmd_evaluate(args) -> Dict[str, Any]:
         return run_tables(args.dataset or "all", args.data_root or ".", args.out, seeds=args.seeds, quick=args.quick,
                           model_dir=args.model_dir, progress=not args.no_progress, resume=not args.fresh,
                           cache_dir=args.cache_dir, threads=args.threads)
-    if args.dataset in (None, "all") or args.model is None:
+    if args.dataset not in DATASETS or args.model is None:
         raise SystemExit("refine-fast evaluate: --dataset (one of ba3, mutag, mnist) and --model are required "
                          "(or use --table)")
     if (args.explanations is None) == (args.explainer is None):
@@ -422,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("evaluate", help="ACC@ρ curve, ACC-AUC, Recall@N (or the paper's tables with --table)")
-    p.add_argument("--dataset", choices=DATASETS + ("all",), default=None, help="all: only with --table")
+    p.add_argument("--dataset", type=_table_datasets, default=None,
+                   help="ba3, mutag or mnist; with --table also all or a comma-separated list (ba3,mutag)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--model", default=None)

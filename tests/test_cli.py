@@ -54,6 +54,9 @@ def test_bad_arguments_are_named(tmp_path, capsys):
         cli.main(["train-gnn", "--dataset", "mutag", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="exactly one of --explanations"):
         cli.main(["evaluate", "--dataset", "ba3", "--model", str(tmp_path / "m.pt")])
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--table", "--dataset", "ba3,vg", "--out", str(tmp_path)])
+    assert "argument --dataset: expected one of ba3, mutag, mnist" in capsys.readouterr().err
 
 
 @pytest.fixture

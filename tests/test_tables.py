@@ -57,6 +57,17 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
 def test_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match="dataset must be one of"):
         tables.run_tables("vg", "", str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        tables.run_tables("ba3,vg", "", str(tmp_path), progress=False)
+
+
+def test_dataset_list(bundle, tmp_path):
+    report = tables.run_tables("tiny,again", "", str(tmp_path), quick=True, progress=False,
+                               bundles={"tiny": bundle, "again": bundle}, explainers=["Random", "SA"])
+    assert list(report["datasets"]) == ["tiny", "again"]
+    auc = {d: {n: v["acc_auc"] for n, v in e["summary"].items()} for d, e in report["datasets"].items()}
+    assert auc["tiny"] == auc["again"] and set(auc["tiny"]) == {"Random", "SA"}
+    assert "| Random |" in (tmp_path / "table2.md").read_text()
 
 
 def _result(auc, seconds=0.01, gt=True):

@@ -31,7 +31,10 @@ from .target import TargetModel
 
 __all__ = ["SELECT", "check_select", "fine_tune_batch", "fine_tune"]
 
-MAX_BUCKETS = 4  # size buckets per batch: fewer = more padding, more = more per-step overhead
+MAX_BUCKETS = 32  # size buckets per batch: fewer = more padding, more = more per-step overhead
+BUCKET_COST = 1e6
+"""The per-step overhead of one more bucket (a few dozen small ops), in padded node rows × hidden²
+(a row's matmul work grows with H²): a split that saves more padding than this is taken."""
 
 SELECT = ("sample", "top")
 """How a fine-tuning step picks its ρ·|E| edges: ``'sample'`` draws them without replacement by their
@@ -91,7 +94,8 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
     B = b.num_graphs
     group_b = groups[index]
     sizes = b.node_ptr.diff().tolist()
-    buckets = [_Bucket(attributors, b, group_b, g0, g1, M) for g0, g1, M in plan_buckets(sizes, MAX_BUCKETS)]
+    plan = plan_buckets(sizes, MAX_BUCKETS, BUCKET_COST / attributors.hidden ** 2)
+    buckets = [_Bucket(attributors, b, group_b, g0, g1, M) for g0, g1, M in plan]
     target_probs = probs[index]
     dtype = target_probs.dtype
     inv_count = 1.0 / b.edge_ptr.diff().to(dtype)

@@ -50,9 +50,11 @@ class GroupSlices:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def plan_buckets(sizes: Sequence[int], max_buckets: int = 8) -> List[Tuple[int, int, int]]:
-    """Split consecutive groups with ``sizes`` rows into at most ``max_buckets`` runs ``(g0, g1, M)``
-    (M = largest size in the run), merging the neighbours that add the least padding first."""
+def plan_buckets(sizes: Sequence[int], max_buckets: int = 8, overhead: float = 0.0) -> List[Tuple[int, int, int]]:
+    """Split consecutive groups with ``sizes`` rows into runs ``(g0, g1, M)`` (M = largest size in the
+    run), merging the neighbours that add the least padding first, while there are more than
+    ``max_buckets`` runs or the cheapest merge adds fewer than ``overhead`` padded rows (the cost of
+    one more run, in rows)."""
     runs: List[List[int]] = []
     for g, n in enumerate(sizes):
         if runs and runs[-1][2] == n:
@@ -62,8 +64,10 @@ def plan_buckets(sizes: Sequence[int], max_buckets: int = 8) -> List[Tuple[int, 
     def cost(a, b):  # noqa: E306
         M = max(a[2], b[2])
         return (b[1] - a[0]) * M - (a[1] - a[0]) * a[2] - (b[1] - b[0]) * b[2]
-    while len(runs) > max_buckets:
+    while len(runs) > 1:
         i = min(range(len(runs) - 1), key=lambda j: cost(runs[j], runs[j + 1]))
+        if len(runs) <= max_buckets and cost(runs[i], runs[i + 1]) >= overhead:
+            break
         runs[i:i + 2] = [[runs[i][0], runs[i + 1][1], max(runs[i][2], runs[i + 1][2])]]
     return [tuple(r) for r in runs]
 
