@@ -384,7 +384,7 @@ def render_tables(report: Dict) -> Dict[str, str]:
                 for d in dss if report["datasets"][d].get("recall_n") and report["datasets"][d]["summary"]]
     lines += [""] + ([f"Recall ceilings: {'; '.join(ceilings)}.", ""] if ceilings else [])
     lines += [f"¹ {n}: {why}." for n, why in report.get("not_run", {}).items()]
-    lines += ["", "ReFine and ReFine-CT are fine-tuned separately for each ρ (ACC@ρ of the explanation made "
+    lines += ["", f"ReFine, {TOP_RHO} and ReFine-CT are fine-tuned separately for each ρ (ACC@ρ of the explanation made "
               "at ρ); their recall and AUROC use the explanation at the dataset's pre-training ρ. ReFine-FT, "
               "PGExplainer and the other explainers give one explanation for all ρ. Random = uniform random "
               "importances (chance level). "
@@ -414,7 +414,8 @@ def render_tables(report: Dict) -> Dict[str, str]:
              f"{m['load_average']}, at end {report.get('machine_end', {}).get('load_average')}.{quick_txt}", "",
              "Seconds per explained graph (explanation only); training (PGExplainer, ReFine pre-training) is "
              "a one-time cost, shown separately in seconds (ReFine-FT reuses ReFine's pre-training). SA, PGExplainer and ReFine run in batches; "
-             "GNNExplainer one graph at a time (PyG's Explainer).", "",
+             "GNNExplainer one graph at a time (PyG's Explainer). Each time comes from the run that computed "
+             "that result (a resumed run reuses it); the load averages above are those of this run.", "",
              "| Explainer | " + " | ".join(f"{t} s/graph | {t} training s" for t in titles) + " |",
              "|---|" + "---|---|" * len(dss)]
     for n in [n for n in names if n != "Random"]:
