@@ -377,6 +377,9 @@ def test_plan_buckets_merges_cheapest_neighbours():
     assert plan_buckets([2, 2, 3, 5, 5, 5]) == [(0, 2, 2), (2, 3, 3), (3, 6, 5)]
     assert plan_buckets([2, 2, 3, 5, 5, 5], max_buckets=2) == [(0, 3, 3), (3, 6, 5)]
     assert plan_buckets([4], max_buckets=1) == [(0, 1, 4)]
+    # overhead: merge neighbours while a merge pads fewer rows than one more bucket costs
+    assert plan_buckets([2, 2, 3, 5, 5, 5], overhead=3) == [(0, 3, 3), (3, 6, 5)]  # pads 2, then 6 >= 3
+    assert plan_buckets([2, 2, 3, 5, 5, 5], overhead=7) == [(0, 6, 5)]
 
 
 def test_fine_tuning_survives_a_leftover_pyg_mask_parameter(refine64):

@@ -61,7 +61,8 @@ def plan_buckets(sizes: Sequence[int], max_buckets: int = 8, overhead: float = 0
             runs[-1][1] = g + 1
         else:
             runs.append([g, g + 1, int(n)])
-    def cost(a, b):  # noqa: E306
+
+    def cost(a, b):
         M = max(a[2], b[2])
         return (b[1] - a[0]) * M - (a[1] - a[0]) * a[2] - (b[1] - b[0]) * b[2]
     while len(runs) > 1:
