@@ -265,6 +265,27 @@ def cmd_explain(args) -> Dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- evaluate
+def _explained_graphs(args, meta: Dict[str, Any], ids: torch.Tensor) -> List:
+    """The graphs of an explain run, in memory: from --dataset, else from --graphs or the on-disk graph
+    set the run's manifest names."""
+    if args.dataset is not None and args.graphs is not None:
+        raise SystemExit("refine-fast evaluate: give at most one of --dataset NAME or --graphs DIR")
+    if args.dataset is not None:
+        dataset, _ = _load(args)
+        return [dataset[int(i)] for i in ids]
+    root = args.graphs or meta.get("graphs")
+    if root is None:
+        raise SystemExit("refine-fast evaluate: --dataset NAME or --graphs DIR is required (the explanations "
+                         "in --explanations were not made from an on-disk graph set)")
+    from .datasets import open_graphs
+    from .stream import fetch
+
+    try:
+        return fetch(open_graphs(root), ids)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"refine-fast evaluate: --graphs {root}: {error}") from None
+
+
 def cmd_evaluate(args) -> Dict[str, Any]:
     if args.table:
         from .tables import run_tables
@@ -274,22 +295,25 @@ def cmd_evaluate(args) -> Dict[str, Any]:
         return run_tables(args.dataset or "all", args.data_root or ".", args.out, seeds=args.seeds, quick=args.quick,
                           model_dir=args.model_dir, progress=not args.no_progress, resume=not args.fresh,
                           cache_dir=args.cache_dir, threads=args.threads)
-    if args.dataset not in DATASETS or args.model is None:
-        raise SystemExit("refine-fast evaluate: --dataset (one of ba3, mutag, mnist) and --model are required "
-                         "(or use --table)")
+    if args.model is None:
+        raise SystemExit("refine-fast evaluate: --model is required (or use --table)")
     if (args.explanations is None) == (args.explainer is None):
         raise SystemExit("refine-fast evaluate: give exactly one of --explanations DIR or --explainer FILE")
+    if args.dataset is not None and args.dataset not in DATASETS:
+        raise SystemExit(f"refine-fast evaluate: --dataset must be one of {', '.join(DATASETS)} without --table")
+    if args.explainer is not None and args.dataset is None:
+        raise SystemExit("refine-fast evaluate: --explainer needs --dataset (one of ba3, mutag, mnist)")
     from .evaluation import evaluate_refine, ground_truth_metrics
     from .metrics import EvalGraphs, acc_auc, correct_subset
     from .models import load_model
     from .plot import plot_acc_curves
     from .store import load_explanations
 
-    dataset, splits = _load(args)
     model = load_model(args.model)
     if args.explainer is not None:
         from .explain import ReFine
 
+        _, splits = _load(args)
         refine = ReFine.load(args.explainer, model)
         graphs = _correct(model, splits[args.split])
         result = {"refine_ft": evaluate_refine(refine, graphs, fine_tune=False, seed=args.seed),
@@ -298,7 +322,7 @@ def cmd_evaluate(args) -> Dict[str, Any]:
         curves = {"ReFine-FT": result["refine_ft"]["acc"], "ReFine": result["refine"]["acc"]}
     else:
         ids, imps, meta = load_explanations(args.explanations)
-        graphs = [dataset[int(i)] for i in ids]
+        graphs = _explained_graphs(args, meta, ids)
         index, counts = correct_subset(model, graphs)
         graphs = [graphs[int(i)] for i in index]
         imps = [imps[int(i)] for i in index]
@@ -437,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--model", default=None)
     p.add_argument("--explanations", default=None, help="folder or file written by explain")
+    p.add_argument("--graphs", default=None, help="with --explanations: the OnDiskDataset folder they explain "
+                                                  "(default: the one named in their manifest)")
     p.add_argument("--explainer", default=None, help="evaluate ReFine-FT and ReFine (fine-tuned at each ρ)")
     p.add_argument("--split", choices=("train", "val", "test"), default="test")
     p.add_argument("--steps", type=int, default=None)

@@ -54,6 +54,8 @@ def test_bad_arguments_are_named(tmp_path, capsys):
         cli.main(["train-gnn", "--dataset", "mutag", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="exactly one of --explanations"):
         cli.main(["evaluate", "--dataset", "ba3", "--model", str(tmp_path / "m.pt")])
+    with pytest.raises(SystemExit, match="--explainer needs --dataset"):
+        cli.main(["evaluate", "--model", str(tmp_path / "m.pt"), "--explainer", str(tmp_path / "e.pt")])
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--table", "--dataset", "ba3,vg", "--out", str(tmp_path)])
     assert "argument --dataset: expected one of ba3, mutag, mnist" in capsys.readouterr().err
@@ -85,6 +87,18 @@ def test_explain_graphs_on_disk(tmp_path, capsys, ba3_small, model_and_explainer
         expected = refine.explain([ba3_small[i] for i in range(s, min(s + 16, 60))], steps=2,
                                   graph_ids=list(range(s, min(s + 16, 60))), progress=False, workers=1)
         assert all(torch.equal(a, b) for a, b in zip(imps[s:s + 16], expected))
+
+    # evaluate finds the graph set through the run's manifest; same metrics as with the graphs in memory
+    ev = run(capsys, "evaluate", "--model", model, "--explanations", tmp_path / "all", "--threads", 1)["explanations"]
+    from refine_fast.metrics import EvalGraphs, acc_auc, correct_subset
+    from refine_fast.models import load_model
+    target = load_model(model)
+    index, _ = correct_subset(target, [ba3_small[i] for i in range(60)])
+    expected_auc = acc_auc(target, EvalGraphs.of([ba3_small[int(i)] for i in index]), [imps[int(i)] for i in index])
+    assert ev["acc_auc"] == pytest.approx(expected_auc["acc_auc"]) and ev["num_graphs"] == 60
+    with pytest.raises(SystemExit, match="--graphs .*missing"):
+        cli.main(["evaluate", "--model", str(model), "--explanations", str(tmp_path / "all"),
+                  "--graphs", str(tmp_path / "missing")])
 
     top = run(capsys, "explain", *common, "--id-range", "0:16", "--select", "top", "--out", tmp_path / "top")
     _, imps_top, meta_top = load_explanations(top["explanations"])
