@@ -294,7 +294,7 @@ def cmd_evaluate(args) -> Dict[str, Any]:
             raise SystemExit("refine-fast evaluate --table: --out is required")
         return run_tables(args.dataset or "all", args.data_root or ".", args.out, seeds=args.seeds, quick=args.quick,
                           model_dir=args.model_dir, progress=not args.no_progress, resume=not args.fresh,
-                          cache_dir=args.cache_dir, threads=args.threads)
+                          cache_dir=args.cache_dir, threads=args.threads, compute=not args.render_only)
     if args.model is None:
         raise SystemExit("refine-fast evaluate: --model is required (or use --table)")
     if (args.explanations is None) == (args.explainer is None):
@@ -474,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", default=None, help="with --table: folder of trained target GNNs "
                                                       "(default: trained into OUT/models)")
     p.add_argument("--fresh", action="store_true", help="with --table: recompute finished results")
+    p.add_argument("--render-only", action="store_true",
+                   help="with --table: render the tables from the results finished so far, compute nothing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true")

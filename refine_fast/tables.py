@@ -206,7 +206,7 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
                cache_dir: Optional[str] = None, threads: Optional[int] = None,
                explainers: Optional[List[str]] = None, max_graphs: Optional[int] = None,
                gnnexplainer_epochs: Optional[int] = None, pgexplainer_epochs: Optional[int] = None,
-               bundles: Optional[Dict[str, Bundle]] = None) -> Dict:
+               bundles: Optional[Dict[str, Bundle]] = None, compute: bool = True) -> Dict:
     """Regenerate Tables 2–4 for ``dataset`` (``ba3``, ``mutag``, ``mnist``, ``all`` or a comma-separated
     list such as ``ba3,mutag``) into ``out_dir``.
 
@@ -217,7 +217,9 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
     ``threads``: ``torch.set_num_threads`` for the whole run (recorded with the machine).
     ``explainers``: a subset of :data:`EXPLAINERS`; ``max_graphs`` caps the test graphs; the epochs of
     GNNExplainer (100) and PGExplainer (30, quick 10) can be overridden; ``bundles``
-    injects ready datasets/models by name (tests). Returns the dict written to ``tables.json``.
+    injects ready datasets/models by name (tests). ``compute=False`` renders the finished results only
+    (a long run's progress): missing (dataset, explainer, seed) results are left out and the tables say
+    how many seeds each cell has. Returns the dict written to ``tables.json``.
     """
     names = DATASETS if dataset == "all" else dataset.split(",")
     unknown = [n for n in names if n not in DATASETS and (bundles is None or n not in bundles)]
@@ -234,7 +236,8 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
     machine_start = machine_info()
 
     report: Dict = {"settings": {"datasets": names, "seeds": seeds, "quick": quick, "ratios": RATIOS,
-                                 "gnnexplainer_epochs": gnn_epochs, "pgexplainer_epochs": pg_epochs},
+                                 "gnnexplainer_epochs": gnn_epochs, "pgexplainer_epochs": pg_epochs,
+                                 "complete": True},
                     "machine": machine_start, "datasets": {}, "not_run": dict(NOT_RUN)}
     for ds in names:
         bundle = bundles[ds] if bundles and ds in bundles else load_bundle(ds, data_root, model_dir, out,
@@ -262,6 +265,9 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
             cached = json.loads(path.read_text()) if resume and path.is_file() else None
             if cached is not None and cached.get("settings") == json.loads(json.dumps(settings)):
                 result = cached["result"]
+            elif not compute:
+                report["settings"]["complete"] = False
+                continue
             else:
                 result = evaluate_explainer(bundle, built[name], graphs, seed, refine_dir, progress)
                 tmp = path.with_name(path.name + ".tmp")
@@ -269,8 +275,9 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
                 os.replace(tmp, path)
             entry["runs"].setdefault(name, []).append(result)
         entry["one_at_a_time"] = {
-            n: _one_at_a_time(bundle, built[n], graphs[:SEQUENTIAL_GRAPHS], result_dir, quick, refine_dir, resume)
-            for n in ("PGExplainer", "ReFine") if n in built}
+            n: one for n in ("PGExplainer", "ReFine") if n in built
+            for one in [_one_at_a_time(bundle, built[n], graphs[:SEQUENTIAL_GRAPHS], result_dir, quick, refine_dir,
+                                       resume, compute)] if one is not None}
         entry["summary"] = _summarize(entry["runs"])
         report["datasets"][ds] = entry
     report["machine_end"] = {"load_average": machine_info()["load_average"]}
@@ -282,9 +289,10 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
 
 
 def _one_at_a_time(bundle: Bundle, explainer, graphs: Sequence, result_dir: Path, quick: bool,
-                   refine_dir: Path, resume: bool = True) -> Dict:
+                   refine_dir: Path, resume: bool = True, compute: bool = True) -> Optional[Dict]:
     """Seconds per graph when graphs are explained one by one (seed 0; ReFine at the config's ρ with
-    batch size 1, PGExplainer one ``Explainer`` call per graph), as the paper's Table 4 timed them."""
+    batch size 1, PGExplainer one ``Explainer`` call per graph), as the paper's Table 4 timed them.
+    ``None`` when not cached and ``compute`` is false."""
     path = result_dir / f"{_slug(explainer.name)}_one_at_a_time.json"
     settings = {"num_graphs": len(graphs), "quick": quick, "model": bundle.info.get("model"),
                 "fingerprint": bundle.info.get("fingerprint"), "config": bundle.config.to_dict(),
@@ -293,6 +301,8 @@ def _one_at_a_time(bundle: Bundle, explainer, graphs: Sequence, result_dir: Path
         cached = json.loads(path.read_text())
         if cached.get("settings") == json.loads(json.dumps(settings)):
             return cached["result"]
+    if not compute:
+        return None
     model = bundle.model
     if isinstance(explainer, ReFineExplainer):
         explainer.fit(model, bundle.train, 0, val_graphs=bundle.val, checkpoint_dir=refine_dir)
@@ -317,12 +327,12 @@ def _summarize(runs: Dict[str, List[Dict]]) -> Dict:
     return summary
 
 
-def _fmt(stat: Optional[Dict], digits: int = 3) -> str:
+def _fmt(stat: Optional[Dict], digits: int = 3, seeds: int = 1) -> str:
+    """``mean ± std``; a cell with fewer than ``seeds`` results says how many it has."""
     if not stat or stat["n"] == 0:
         return "–"
-    if stat["n"] == 1:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    text = f"{stat['mean']:.{digits}f}" if stat["n"] == 1 else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    return text + (f" ({stat['n']} of {seeds} seeds)" if stat["n"] < seeds else "")
 
 
 def _seconds(v: float) -> str:
@@ -355,6 +365,9 @@ def render_tables(report: Dict) -> Dict[str, str]:
     m = report["machine"]
     seeds_txt = f"mean ± std over {s['seeds']} seeds" if s["seeds"] > 1 else "1 seed"
     quick_txt = " **Quick mode** (smoke-test settings, not the paper comparison)." if s["quick"] else ""
+    if not s.get("complete", True):
+        quick_txt += (" **Partial**: rendered from the results finished so far; '–' = not computed yet, and "
+                      "a cell with fewer seeds says so.")
     counts = "; ".join(f"{e['title']}: {e['evaluated']} of {e['correct']} correctly predicted "
                        f"({e['test_graphs']} test graphs)" for e in report["datasets"].values())
     names = [n for n in EXPLAINERS if any(n in report["datasets"][d]["summary"] for d in dss)]
@@ -377,7 +390,7 @@ def render_tables(report: Dict) -> Dict[str, str]:
         if n in report.get("not_run", {}):
             lines.append(f"| {n} | " + " | ".join("not run¹" for _ in cols) + " |")
             continue
-        cells = [_fmt(report["datasets"][d]["summary"].get(n, {}).get(k)) for d, k, _ in cols]
+        cells = [_fmt(report["datasets"][d]["summary"].get(n, {}).get(k), seeds=s["seeds"]) for d, k, _ in cols]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     ceilings = [f"{report['datasets'][d]['title']} Recall@{report['datasets'][d]['recall_n']} ceiling "
                 f"(mean min(N, |gt|)/|gt|) = {_fmt(next(iter(report['datasets'][d]['summary'].values()))['recall_ceiling'])}"
@@ -403,7 +416,7 @@ def render_tables(report: Dict) -> Dict[str, str]:
              "|---|" + "---|" * (2 * len(fine_tuned))]
     for d in dss:
         summ = report["datasets"][d]["summary"]
-        cells = [_fmt(summ.get(n, {}).get("acc", {}).get(r)) for r in ("0.4", "0.6") for n in fine_tuned]
+        cells = [_fmt(summ.get(n, {}).get("acc", {}).get(r), seeds=s["seeds"]) for r in ("0.4", "0.6") for n in fine_tuned]
         lines.append(f"| {report['datasets'][d]['title']} | " + " | ".join(cells) + " |")
     table3 = "\n".join(lines) + "\n"
 

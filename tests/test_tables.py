@@ -54,6 +54,20 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
                           gnnexplainer_epochs=5, pgexplainer_epochs=2)
 
 
+def test_render_only_uses_finished_results(bundle, tmp_path, monkeypatch):
+    tables.run_tables("tiny", "", str(tmp_path), seeds=2, progress=False, bundles={"tiny": bundle},
+                      explainers=["Random", "SA"], max_graphs=6)
+    (tmp_path / "results" / "tiny" / "SA_seed1.json").unlink()
+    monkeypatch.setattr(tables, "evaluate_explainer", lambda *a, **k: pytest.fail("computed in render-only mode"))
+    report = tables.run_tables("tiny", "", str(tmp_path), seeds=2, progress=False, bundles={"tiny": bundle},
+                               explainers=["Random", "SA", "GNNExplainer"], max_graphs=6, compute=False)
+    summary = report["datasets"]["tiny"]["summary"]
+    assert summary["Random"]["acc_auc"]["n"] == 2 and summary["SA"]["acc_auc"]["n"] == 1
+    assert "GNNExplainer" not in summary and report["settings"]["complete"] is False
+    table2 = (tmp_path / "table2.md").read_text()
+    assert "**Partial**" in table2 and "(1 of 2 seeds)" in table2
+
+
 def test_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match="dataset must be one of"):
         tables.run_tables("vg", "", str(tmp_path), progress=False)

@@ -19,34 +19,74 @@ from torch import Tensor
 __all__ = ["GroupSlices", "PaddedGroups", "plan_buckets"]
 
 
+class _SlicedLinear(torch.autograd.Function):
+    """``x[s:e] @ weight[g] (+ bias[g])`` per span ``(g, s, e)`` covering all rows, each product written
+    into its rows of one output (and likewise in the backward pass): no per-group ``cat`` or ``stack``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Optional[Tensor], spans) -> Tensor:
+        out = x.new_empty(x.size(0), weight.size(-1))
+        for g, s, e in spans:
+            if bias is None:
+                torch.mm(x[s:e], weight[g], out=out[s:e])
+            else:
+                torch.addmm(bias[g], x[s:e], weight[g], out=out[s:e])
+        ctx.save_for_backward(x, weight)
+        ctx.spans, ctx.has_bias = spans, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = x.new_empty(x.shape)
+            for g, s, e in ctx.spans:
+                torch.mm(grad[s:e], weight[g].t(), out=grad_x[s:e])
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.zeros_like(weight)
+            for g, s, e in ctx.spans:
+                grad_w[g] = x[s:e].t() @ grad[s:e]
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.new_zeros(weight.size(0), weight.size(-1))
+            for g, s, e in ctx.spans:
+                torch.sum(grad[s:e], 0, out=grad_b[g])
+        return grad_x, grad_w, grad_b, None
+
+
 class GroupSlices:
-    """Rows sorted by group; ``bounds`` (``G+1`` Python ints) delimit the groups."""
+    """Rows sorted by group; ``bounds`` (``G+1`` Python ints, from 0 to the row count) delimit the groups.
+
+    Rows are cut with ``split`` and parameters with ``unbind`` (batch norm) or written in place (linear):
+    slicing per group would give a zero-padded full-size gradient per group in the backward pass."""
 
     def __init__(self, bounds: Sequence[int]):
         self.bounds = [int(b) for b in bounds]
+        self.sizes = [e - s for s, e in zip(self.bounds[:-1], self.bounds[1:])]
         self.spans = [(g, s, e) for g, (s, e) in enumerate(zip(self.bounds[:-1], self.bounds[1:])) if e > s]
 
     def linear(self, x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """``x [R, F] @ weight[g] [F, H] + bias[g] [H]`` for each row's group -> ``[R, H]``."""
-        parts = [x[s:e] @ weight[g] if bias is None else torch.addmm(bias[g], x[s:e], weight[g])
-                 for g, s, e in self.spans]
-        if not parts:
+        if self.bounds[0] != 0 or x.size(0) != self.bounds[-1]:
+            raise ValueError(f"GroupSlices.linear: x must have the groups' {self.bounds[-1]} rows, got {x.size(0)}")
+        if not self.spans:
             return x.new_zeros(x.size(0), weight.size(-1))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        return _SlicedLinear.apply(x, weight, bias, self.spans)
 
     def batch_norm(self, h: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, var: Tensor,
                    mode: str, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
         """Batch norm per group. ``mode``: ``'train'`` (group batch statistics, running statistics
         updated in place), ``'batch'`` (batch statistics, no update) or ``'eval'`` (running statistics).
         A group with a single row uses its running statistics."""
+        if not self.spans:
+            return h
+        hs, ws, bs = h.split(self.sizes), weight.unbind(0), bias.unbind(0)
         parts = []
         for g, s, e in self.spans:
             use_batch = mode != "eval" and e - s > 1
             keep = mode == "train" or not use_batch
-            parts.append(F.batch_norm(h[s:e], mean[g] if keep else None, var[g] if keep else None,
-                                      weight[g], bias[g], use_batch, momentum, eps))
-        if not parts:
-            return h
+            parts.append(F.batch_norm(hs[g], mean[g] if keep else None, var[g] if keep else None,
+                                      ws[g], bs[g], use_batch, momentum, eps))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
