@@ -240,14 +240,7 @@ def pretrain_refine(refine, dataset: Sequence, epochs: Optional[int] = None, bat
                     group=None) -> Dict[str, list]:
     """:meth:`ReFine.pretrain <refine_fast.explain.ReFine.pretrain>` of a :class:`~refine_fast.explain.ReFine`
     over the ranks of ``group``: call it on every rank with the same ``dataset`` and arguments."""
-    epochs = refine.config.epochs if epochs is None else int(epochs)
-    batch_size = refine.config.batch_size if batch_size is None else int(batch_size)
-    pack, probs, cls, groups = refine._prepare(dataset, batch_size=batch_size)
-    val = None
-    if val_dataset is not None:
-        vpack, vprobs, vcls, vgroups = refine._prepare(list(val_dataset), batch_size=batch_size)
-        val = (vpack, vgroups, vcls, vprobs)
+    data, options = refine.pretrain_inputs(dataset, epochs, batch_size, val_dataset)
     with refine.target.frozen():
-        return distributed_pretrain(refine.attributors, refine.target, pack, groups, cls, probs, refine.config,
-                                    epochs=epochs, batch_size=batch_size, seed=seed, val=val, progress=progress,
-                                    group=group)
+        return distributed_pretrain(refine.attributors, refine.target, *data, refine.config, seed=seed,
+                                    progress=progress, group=group, **options)

@@ -80,6 +80,15 @@ class ReFine:
         """Pre-train the attributors on ``dataset`` (PyG ``Data`` graphs; labels are not used — each
         graph is explained for the model's predicted class). Defaults from the config.
         Returns the per-epoch history (see :func:`refine_fast.explain.pretrain.pretrain`)."""
+        data, options = self.pretrain_inputs(dataset, epochs, batch_size, val_dataset)
+        with self.target.frozen():
+            return pretrain(self.attributors, self.target, *data, self.config, seed=seed, progress=progress,
+                            **options)
+
+    def pretrain_inputs(self, dataset: Sequence, epochs: Optional[int] = None, batch_size: Optional[int] = None,
+                        val_dataset: Optional[Sequence] = None) -> tuple:
+        """``((pack, groups, classes, probs), {epochs, batch_size, val})`` for the pre-training loops
+        (:func:`.pretrain.pretrain` and its torchrun twin), with the config's defaults filled in."""
         epochs = self.config.epochs if epochs is None else int(epochs)
         batch_size = self.config.batch_size if batch_size is None else int(batch_size)
         pack, probs, cls, groups = self._prepare(dataset, batch_size=batch_size)
@@ -87,9 +96,7 @@ class ReFine:
         if val_dataset is not None:
             vpack, vprobs, vcls, vgroups = self._prepare(list(val_dataset), batch_size=batch_size)
             val = (vpack, vgroups, vcls, vprobs)
-        with self.target.frozen():
-            return pretrain(self.attributors, self.target, pack, groups, cls, probs, self.config,
-                            epochs=epochs, batch_size=batch_size, seed=seed, val=val, progress=progress)
+        return (pack, groups, cls, probs), {"epochs": epochs, "batch_size": batch_size, "val": val}
 
     def explain(self, graphs: Sequence, ratio: Optional[float] = None, steps: Optional[int] = None,
                 lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None,
