@@ -161,6 +161,19 @@ def test_grouped_linear_layouts(dtype):
     torch.testing.assert_close(PaddedGroups(3, 3, rows=rows).linear(x, W, bias), ref)
 
 
+def test_grouped_linear_gradients():
+    """Float64 gradcheck of the in-place grouped product: empty group, no bias, non-contiguous x."""
+    gen = torch.Generator().manual_seed(1)
+    W = torch.randn(3, 4, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, 6, generator=gen, dtype=torch.float64).t().requires_grad_()  # [6, 4], non-contiguous
+    groups = GroupSlices([0, 2, 2, 6])
+    assert torch.autograd.gradcheck(lambda x, W, b: groups.linear(x, W, b), (x, W, bias))
+    assert torch.autograd.gradcheck(lambda x, W: groups.linear(x, W), (x, W))
+    with pytest.raises(ValueError, match="GroupSlices.linear: x must have"):
+        groups.linear(x[:5], W)
+
+
 def test_attributor_group_equals_pyg_modules():
     """Group g of the stacked attributor = Linear+ReLU -> [ARMAConv -> ReLU -> BatchNorm] x2 -> MLP."""
     torch.manual_seed(0)
