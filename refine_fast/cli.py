@@ -52,7 +52,7 @@ def _select_option(p: argparse.ArgumentParser) -> None:
 def _table_datasets(text: str) -> str:
     """``--dataset`` of ``evaluate``: a dataset, ``all``, or a comma-separated list of datasets."""
     names = text.split(",")
-    if text != "all" and (not names or any(n not in DATASETS for n in names)):
+    if text != "all" and any(n not in DATASETS for n in names):
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(DATASETS)}, all, or a comma-separated "
                                          f"list of datasets, got {text!r}")
     return text
@@ -198,6 +198,16 @@ def _id_range(text: Optional[str], n: int) -> tuple:
     return start, stop
 
 
+def _open_graphs(command: str, root: str):
+    """The on-disk graph set of ``--graphs``; a missing or foreign folder exits naming the argument."""
+    from .datasets import open_graphs
+
+    try:
+        return open_graphs(root)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"refine-fast {command}: --graphs {root}: {error}") from None
+
+
 def _explain_source(args):
     """``(graphs, ids, meta)``: --dataset's --split held in memory, or --graphs' id range read from disk."""
     if (args.dataset is None) == (args.graphs is None):
@@ -211,12 +221,7 @@ def _explain_source(args):
         return dataset, ids, {"dataset": args.dataset, "split": split}
     if args.split is not None:
         raise SystemExit("refine-fast explain: --split applies only to --dataset; with --graphs use --id-range")
-    from .datasets import open_graphs
-
-    try:
-        graphs = open_graphs(args.graphs)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"refine-fast explain: --graphs {args.graphs}: {error}") from None
+    graphs = _open_graphs("explain", args.graphs)
     start, stop = _id_range(args.id_range, len(graphs))
     return graphs, range(start, stop), {"graphs": str(Path(args.graphs).resolve()), "id_range": [start, stop]}
 
@@ -277,13 +282,9 @@ def _explained_graphs(args, meta: Dict[str, Any], ids: torch.Tensor) -> List:
     if root is None:
         raise SystemExit("refine-fast evaluate: --dataset NAME or --graphs DIR is required (the explanations "
                          "in --explanations were not made from an on-disk graph set)")
-    from .datasets import open_graphs
     from .stream import fetch
 
-    try:
-        return fetch(open_graphs(root), ids)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"refine-fast evaluate: --graphs {root}: {error}") from None
+    return fetch(_open_graphs("evaluate", root), ids)
 
 
 def cmd_evaluate(args) -> Dict[str, Any]:
