@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import metrics
-from .baselines import EXPLAINERS, NOT_RUN, TOP_RHO, build_explainers
+from .baselines import EXPLAINERS, TOP_RHO, build_explainers, not_run
 from .baselines.base import fingerprint
 from .baselines.refine import ReFineExplainer
 from .explain import ReFineConfig
@@ -188,7 +188,8 @@ def machine_info() -> Dict:
             "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None}
 
 
-def _settings(bundle: Bundle, name: str, quick: bool, num_graphs: int, gnn_epochs: int, pg_epochs: int) -> Dict:
+def _settings(bundle: Bundle, explainer, quick: bool, num_graphs: int, gnn_epochs: int, pg_epochs: int) -> Dict:
+    name = explainer.name
     s = {"dataset": bundle.name, "explainer": name, "quick": quick, "num_graphs": num_graphs,
          "model": bundle.info.get("model"), "fingerprint": bundle.info.get("fingerprint"),
          "torch_threads": torch.get_num_threads()}
@@ -196,6 +197,8 @@ def _settings(bundle: Bundle, name: str, quick: bool, num_graphs: int, gnn_epoch
         s["epochs"] = gnn_epochs
     elif name == "PGExplainer":
         s["epochs"] = pg_epochs
+    elif name == "PGM-Explainer":
+        s.update(num_samples=explainer.num_samples, candidates=explainer.candidates)
     elif name not in ("Random", "SA"):
         s["config"] = bundle.config.to_dict()
     return s
@@ -238,7 +241,7 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
     report: Dict = {"settings": {"datasets": names, "seeds": seeds, "quick": quick, "ratios": RATIOS,
                                  "gnnexplainer_epochs": gnn_epochs, "pgexplainer_epochs": pg_epochs,
                                  "complete": True},
-                    "machine": machine_start, "datasets": {}, "not_run": dict(NOT_RUN)}
+                    "machine": machine_start, "datasets": {}, "not_run": not_run() if explainers is None else {}}
     for ds in names:
         bundle = bundles[ds] if bundles and ds in bundles else load_bundle(ds, data_root, model_dir, out,
                                                                           cache_dir, progress)
@@ -261,7 +264,7 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
         for name, seed in bar:
             bar.set_postfix_str(f"{name} seed {seed}")
             path = result_dir / f"{_slug(name)}_seed{seed}.json"
-            settings = _settings(bundle, name, quick, len(graphs), gnn_epochs, pg_epochs)
+            settings = _settings(bundle, built[name], quick, len(graphs), gnn_epochs, pg_epochs)
             cached = json.loads(path.read_text()) if resume and path.is_file() else None
             if cached is not None and cached.get("settings") == json.loads(json.dumps(settings)):
                 result = cached["result"]
@@ -345,7 +348,7 @@ def _checks(entry: Dict) -> str:
     auc = {n: v["acc_auc"]["mean"] for n, v in entry["summary"].items()}
     if "ReFine" not in auc:
         return ""
-    beaten_by = [n for n in ("Random", "SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)")
+    beaten_by = [n for n in ("Random", "SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)", "PGM-Explainer")
                  if n in auc and auc[n] > auc["ReFine"]]
     parts = [f"{entry['title']}: ReFine " + ("beats every baseline" if not beaten_by
                                              else "is beaten by " + ", ".join(beaten_by))]
@@ -370,7 +373,8 @@ def render_tables(report: Dict) -> Dict[str, str]:
                       "a cell with fewer seeds says so.")
     counts = "; ".join(f"{e['title']}: {e['evaluated']} of {e['correct']} correctly predicted "
                        f"({e['test_graphs']} test graphs)" for e in report["datasets"].values())
-    names = [n for n in EXPLAINERS if any(n in report["datasets"][d]["summary"] for d in dss)]
+    skipped = report.get("not_run", {})
+    names = [n for n in EXPLAINERS if n in skipped or any(n in report["datasets"][d]["summary"] for d in dss)]
 
     # Table 2
     lines = ["# Table 2 — ACC-AUC (and ground-truth recall, edge AUROC)", "",
@@ -385,9 +389,8 @@ def render_tables(report: Dict) -> Dict[str, str]:
             cols.append((d, "auroc", f"{e['title']} edge AUROC (per graph)"))
     lines.append("| Explainer | " + " | ".join(c[2] for c in cols) + " |")
     lines.append("|---|" + "---|" * len(cols))
-    cut = names.index("PGExplainer") + 1 if "PGExplainer" in names else len(names)  # PGM-Explainer after it
-    for n in names[:cut] + list(report.get("not_run", {})) + names[cut:]:
-        if n in report.get("not_run", {}):
+    for n in names:
+        if n in skipped:
             lines.append(f"| {n} | " + " | ".join("not run¹" for _ in cols) + " |")
             continue
         cells = [_fmt(report["datasets"][d]["summary"].get(n, {}).get(k), seeds=s["seeds"]) for d, k, _ in cols]
@@ -396,7 +399,7 @@ def render_tables(report: Dict) -> Dict[str, str]:
                 f"(mean min(N, |gt|)/|gt|) = {_fmt(next(iter(report['datasets'][d]['summary'].values()))['recall_ceiling'])}"
                 for d in dss if report["datasets"][d].get("recall_n") and report["datasets"][d]["summary"]]
     lines += [""] + ([f"Recall ceilings: {'; '.join(ceilings)}.", ""] if ceilings else [])
-    lines += [f"¹ {n}: {why}." for n, why in report.get("not_run", {}).items()]
+    lines += [f"¹ {n}: {why}." for n, why in skipped.items()]
     lines += ["", f"ReFine, {TOP_RHO} and ReFine-CT are fine-tuned separately for each ρ (ACC@ρ of the explanation made "
               "at ρ); their recall and AUROC use the explanation at the dataset's pre-training ρ. ReFine-FT, "
               "PGExplainer and the other explainers give one explanation for all ρ. Random = uniform random "
@@ -404,7 +407,9 @@ def render_tables(report: Dict) -> Dict[str, str]:
               "PGExplainer (refine_fast) = ReFine with one attributor shared by all classes, no contrastive "
               "term, no fine-tuning. ReFine samples the ρ·|E| edges of each fine-tuning step by their "
               f"probabilities (paper Eq. 9); {TOP_RHO} takes the top-ρ edges at each step instead, as the "
-              "reference implementation does (same pre-trained attributors)."]
+              "reference implementation does (same pre-trained attributors). PGM-Explainer = PyG's contrib "
+              "PGMExplainer (100 perturbation samples per round); its node p-values p give edge (u, v) the "
+              "importance 1 − p_u·p_v, the reference code's node-to-edge rule."]
     lines += ["", "Checks (means): " + " ".join(_checks(report["datasets"][d]) for d in dss)]
     table2 = "\n".join(lines) + "\n"
 
@@ -427,11 +432,11 @@ def render_tables(report: Dict) -> Dict[str, str]:
              f"{m['load_average']}, at end {report.get('machine_end', {}).get('load_average')}.{quick_txt}", "",
              "Seconds per explained graph (explanation only); training (PGExplainer, ReFine pre-training) is "
              "a one-time cost, shown separately in seconds (ReFine-FT reuses ReFine's pre-training). SA, PGExplainer and ReFine run in batches; "
-             "GNNExplainer one graph at a time (PyG's Explainer). Each time comes from the run that computed "
+             "GNNExplainer and PGM-Explainer one graph at a time (PyG's algorithms). Each time comes from the run that computed "
              "that result (a resumed run reuses it); the load averages above are those of this run.", "",
              "| Explainer | " + " | ".join(f"{t} s/graph | {t} training s" for t in titles) + " |",
              "|---|" + "---|---|" * len(dss)]
-    for n in [n for n in names if n != "Random"]:
+    for n in [n for n in names if n != "Random" and n not in skipped]:
         cells = []
         for d in dss:
             st = report["datasets"][d]["summary"].get(n)

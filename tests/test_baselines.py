@@ -1,4 +1,5 @@
-"""Every baseline returns one finite importance per edge; SA equals a per-graph autograd computation."""
+"""Every baseline returns one finite importance per edge; SA equals a per-graph autograd computation;
+PGM-Explainer finds the one node a toy model looks at."""
 import pytest
 import torch
 from torch import nn
@@ -6,8 +7,9 @@ from torch_geometric.data import Data
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 from torch_geometric.nn import LEConv, global_mean_pool
 
-from refine_fast.baselines import (EXPLAINERS, TOP_RHO, GNNExplainer, PGExplainer, Random, SA, build_explainers,
-                                   refine_variants)
+import refine_fast.baselines as baselines
+from refine_fast.baselines import (EXPLAINERS, TOP_RHO, GNNExplainer, PGExplainer, PGMExplainer, Random, SA,
+                                   build_explainers, refine_variants)
 from refine_fast.explain import ReFineConfig
 
 
@@ -130,6 +132,55 @@ def test_pgexplainer(model, graphs):
     out = pg.explain(model, graphs, seed=0)
     check(out, graphs)
     assert all(((o >= 0) & (o <= 1)).all() for o in out)
+
+
+class LooksAtOneNode(nn.Module):
+    """Logits ``[1, 2]`` from node ``node``'s feature sum times the mean edge weight (``edge_attr`` is
+    required): with all-ones features class 0, and perturbing that node's features can flip it."""
+
+    def __init__(self, node):
+        super().__init__()
+        self.node = node
+
+    def forward(self, x, edge_index, edge_attr, batch=None):
+        s = x[self.node].sum() * edge_attr.mean()
+        return torch.stack([s, 2.0 - s]).view(1, 2)
+
+
+def ring(n):
+    i = torch.arange(n)
+    ei = torch.cat([torch.stack([i, (i + 1) % n]), torch.stack([(i + 1) % n, i])], 1)
+    return Data(x=torch.ones(n, 4), edge_index=ei, edge_attr=torch.ones(ei.size(1), 1))
+
+
+def test_pgm_explainer_finds_the_node_the_model_looks_at():
+    g = ring(10)
+    imp = PGMExplainer().explain(LooksAtOneNode(5), [g], seed=0)[0]
+    touches = (g.edge_index == 5).any(0)
+    assert imp.shape == (g.edge_index.size(1),) and ((imp >= 0) & (imp <= 1)).all()
+    assert imp[touches].min() > imp[~touches].max()
+
+
+def test_pgm_explainer_seeded_per_graph(model, graphs):
+    empty = Data(x=torch.rand(3, 4), edge_index=torch.zeros(2, 0, dtype=torch.long),
+                 edge_attr=torch.zeros(0, 1), y=torch.tensor([0]))
+    pgm = PGMExplainer(num_samples=40)
+    out = pgm.explain(model, graphs[:3] + [empty], seed=1)
+    check(out, graphs[:3] + [empty])
+    assert all(((o >= 0) & (o <= 1)).all() for o in out)
+    torch.testing.assert_close(pgm.explain(model, [graphs[1]], seed=1)[0], out[1], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="candidates"):
+        PGMExplainer(candidates=0.0)
+
+
+def test_pgm_explainer_without_pgmpy(model, graphs, monkeypatch):
+    monkeypatch.setattr(baselines, "has_pgmpy", lambda: False)
+    monkeypatch.setattr(baselines.pgm, "has_pgmpy", lambda: False)
+    assert "PGM-Explainer" not in build_explainers(tiny_config()) and "pgmpy" in baselines.not_run()["PGM-Explainer"]
+    with pytest.raises(ImportError, match="pgmpy"):
+        build_explainers(tiny_config(), names=["PGM-Explainer"])
+    with pytest.raises(ImportError, match="pgmpy"):
+        PGMExplainer().explain(model, graphs[:1])
 
 
 def test_refine_variants(model, graphs):

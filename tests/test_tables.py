@@ -35,7 +35,7 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
         assert s["seconds_per_graph"]["mean"] > 0, name
         assert set(s["acc"]) == {str(r) for r in tables.RATIOS}
     table2 = (tmp_path / "table2.md").read_text()
-    assert "PGM-Explainer" in table2 and "not run" in table2 and "Recall@3" in table2
+    assert "PGM-Explainer" in table2 and "not run" not in table2 and "Recall@3" in table2
     assert "ReFine-FT" in (tmp_path / "table3.md").read_text()
     assert "threads" in (tmp_path / "table4.md").read_text()
     assert report["datasets"]["tiny"]["summary"] == entry["summary"]
@@ -99,8 +99,12 @@ def test_render_tables_mean_std_and_checks():
              "refine_config": {"fine_tune_steps": 20}, "runs": runs, "summary": tables._summarize(runs),
              "one_at_a_time": {"PGExplainer": {"seconds_per_graph": 0.004}}}
     report = {"settings": {"seeds": 2, "quick": False}, "machine": tables.machine_info(),
-              "datasets": {"toy": entry}, "not_run": {}}
+              "datasets": {"toy": entry}, "not_run": {"PGM-Explainer": "not run: pgmpy is not installed"}}
     out = tables.render_tables(report)
+    rows = [line.split(" | ")[0] for line in out["table2.md"].splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["| SA", "| PGExplainer", "| PGM-Explainer", "| ReFine-FT", "| ReFine"]
+    assert "| PGM-Explainer | not run¹ |" in out["table2.md"] and "¹ PGM-Explainer: not run: pgmpy" in out["table2.md"]
+    assert "| PGM-Explainer |" not in out["table4.md"]
     assert "| SA | 0.600 ± 0.100 |" in out["table2.md"]
     assert "Toy: ReFine beats every baseline" in out["table2.md"]  # 0.65 > every mean
     assert "ReFine ≥ ReFine-FT ≥ PGExplainer fails: ReFine-FT < PGExplainer" in out["table2.md"]
