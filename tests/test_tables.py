@@ -38,13 +38,17 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
     assert "PGM-Explainer" in table2 and "not run" not in table2 and "Recall@3" in table2
     assert "ReFine-FT" in (tmp_path / "table3.md").read_text()
     assert "threads" in (tmp_path / "table4.md").read_text()
+    timing = entry["timing"]
+    assert set(timing["seconds_per_graph"]) == set(EXPLAINERS) and set(timing["one_at_a_time"]) == {"PGExplainer", "ReFine"}
+    assert all(t > 0 for t in list(timing["seconds_per_graph"].values()) + list(timing["one_at_a_time"].values()))
     assert report["datasets"]["tiny"]["summary"] == entry["summary"]
 
     # resume: every (dataset, explainer, seed) is cached, nothing is explained again
     monkeypatch.setattr(tables, "evaluate_explainer", lambda *a, **k: pytest.fail("recomputed a cached result"))
+    monkeypatch.setattr(tables, "_fit", lambda *a, **k: pytest.fail("re-timed a cached timing pass"))
     again = tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
                               gnnexplainer_epochs=5, pgexplainer_epochs=2)
-    assert again["datasets"]["tiny"]["summary"] == entry["summary"]
+    assert again["datasets"]["tiny"]["summary"] == entry["summary"] and again["datasets"]["tiny"]["timing"] == timing
 
     # another model (same path/name) must not reuse the cached results
     with torch.no_grad():
@@ -97,7 +101,8 @@ def test_render_tables_mean_std_and_checks():
             "ReFine-FT": [_result(0.55), _result(0.55)], "ReFine": [_result(0.65, 0.02), _result(0.65, 0.02)]}
     entry = {"title": "Toy", "test_graphs": 12, "correct": 10, "evaluated": 10, "recall_n": 5,
              "refine_config": {"fine_tune_steps": 20}, "runs": runs, "summary": tables._summarize(runs),
-             "one_at_a_time": {"PGExplainer": {"seconds_per_graph": 0.004}}}
+             "timing": {"load_average": [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], "one_at_a_time": {"PGExplainer": 0.004},
+                        "seconds_per_graph": {"SA": 0.01, "PGExplainer": 0.01, "ReFine-FT": 0.01, "ReFine": 0.02}}}
     report = {"settings": {"seeds": 2, "quick": False}, "machine": tables.machine_info(),
               "datasets": {"toy": entry}, "not_run": {"PGM-Explainer": "not run: pgmpy is not installed"}}
     out = tables.render_tables(report)
