@@ -421,8 +421,8 @@ def render_tables(report: Dict) -> Dict[str, str]:
                 f"(mean min(N, |gt|)/|gt|) = {_fmt(next(iter(report['datasets'][d]['summary'].values()))['recall_ceiling'])}"
                 for d in dss if report["datasets"][d].get("recall_n") and report["datasets"][d]["summary"]]
     lines += [""] + ([f"Recall ceilings: {'; '.join(ceilings)}.", ""] if ceilings else [])
-    lines += [f"¹ {n}: {why}." for n, why in skipped.items()]
-    lines += ["", f"ReFine, {TOP_RHO} and ReFine-CT are fine-tuned separately for each ρ (ACC@ρ of the explanation made "
+    lines += [f"¹ {n}: {why}." for n, why in skipped.items()] + ([""] if skipped else [])
+    lines += [f"ReFine, {TOP_RHO} and ReFine-CT are fine-tuned separately for each ρ (ACC@ρ of the explanation made "
               "at ρ); their recall and AUROC use the explanation at the dataset's pre-training ρ. ReFine-FT, "
               "PGExplainer and the other explainers give one explanation for all ρ. Random = uniform random "
               "importances (chance level). "
