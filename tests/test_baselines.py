@@ -164,9 +164,10 @@ def test_pgm_explainer_finds_the_node_the_model_looks_at():
 def test_pgm_explainer_seeded_per_graph(model, graphs):
     empty = Data(x=torch.rand(3, 4), edge_index=torch.zeros(2, 0, dtype=torch.long),
                  edge_attr=torch.zeros(0, 1), y=torch.tensor([0]))
+    loop = Data(x=torch.rand(1, 4), edge_index=torch.zeros(2, 1, dtype=torch.long), edge_attr=torch.ones(1, 1))
     pgm = PGMExplainer(num_samples=40)
-    out = pgm.explain(model, graphs[:3] + [empty], seed=1)
-    check(out, graphs[:3] + [empty])
+    out = pgm.explain(model, graphs[:3] + [empty, loop], seed=1)
+    check(out, graphs[:3] + [empty, loop])
     assert all(((o >= 0) & (o <= 1)).all() for o in out)
     torch.testing.assert_close(pgm.explain(model, [graphs[1]], seed=1)[0], out[1], rtol=0, atol=0)
     with pytest.raises(ValueError, match="candidates"):
