@@ -295,7 +295,8 @@ def cmd_evaluate(args) -> Dict[str, Any]:
             raise SystemExit("refine-fast evaluate --table: --out is required")
         return run_tables(args.dataset or "all", args.data_root or ".", args.out, seeds=args.seeds, quick=args.quick,
                           model_dir=args.model_dir, progress=not args.no_progress, resume=not args.fresh,
-                          cache_dir=args.cache_dir, threads=args.threads, compute=not args.render_only)
+                          cache_dir=args.cache_dir, threads=1 if args.threads is None else args.threads,
+                          compute=not args.render_only)
     if args.model is None:
         raise SystemExit("refine-fast evaluate: --model is required (or use --table)")
     if (args.explanations is None) == (args.explainer is None):
@@ -478,7 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-only", action="store_true",
                    help="with --table: render the tables from the results finished so far, compute nothing")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; with --table 1, so that Table 4 times "
+                        "every explainer at the same setting)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)

@@ -61,6 +61,16 @@ def test_bad_arguments_are_named(tmp_path, capsys):
     assert "argument --dataset: expected one of ba3, mutag, mnist" in capsys.readouterr().err
 
 
+def test_table_runs_at_one_thread_unless_told(tmp_path, capsys, monkeypatch):
+    from refine_fast import tables
+
+    seen = []
+    monkeypatch.setattr(tables, "run_tables", lambda *a, **k: seen.append(k["threads"]) or {})
+    run(capsys, "evaluate", "--table", "--dataset", "ba3", "--out", tmp_path)
+    run(capsys, "evaluate", "--table", "--dataset", "ba3", "--out", tmp_path, "--threads", 2)
+    assert seen == [1, 2]
+
+
 @pytest.fixture
 def model_and_explainer(tmp_path, ba3_model):
     """A seeded untrained target GNN and ReFine written as the CLI reads them."""

@@ -72,6 +72,14 @@ def test_render_only_uses_finished_results(bundle, tmp_path, monkeypatch):
     assert "**Partial**" in table2 and "(1 of 2 seeds)" in table2
 
 
+def test_quick_trains_on_a_spread_of_the_training_graphs(bundle, tmp_path, monkeypatch):
+    monkeypatch.setattr(tables, "QUICK_TRAIN_GRAPHS", 4)
+    train = list(bundle.train)
+    report = tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
+                               explainers=["Random"])
+    assert report["datasets"]["tiny"]["train_graphs"] == 4 and bundle.train == train[::3]
+
+
 def test_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match="dataset must be one of"):
         tables.run_tables("vg", "", str(tmp_path), progress=False)
