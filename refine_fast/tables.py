@@ -310,8 +310,8 @@ def _timing(bundle: Bundle, built: Dict, graphs: Sequence, result_dir: Path, ref
     if cached is not None or not compute:
         return cached
     model, ratio, few = bundle.model, bundle.config.ratio, graphs[:SEQUENTIAL_GRAPHS]
-    result = {"num_graphs": len(graphs), "sequential_graphs": len(few), "load_average": [machine_info()["load_average"]],
-              "seconds_per_graph": {}, "one_at_a_time": {}}
+    result = {"num_graphs": len(graphs), "sequential_graphs": len(few),
+              "load_average": [machine_info()["load_average"]], "seconds_per_graph": {}, "one_at_a_time": {}}
     for name, explainer in tqdm(built.items(), desc="  timing pass", leave=False, disable=not progress):
         fitted = getattr(explainer, "explainer", None)  # PyG's PGExplainer: reuse a fit of this run
         if fitted is None or fitted.model is not model:
@@ -374,8 +374,8 @@ def _checks(entry: Dict) -> str:
     auc = {n: v["acc_auc"]["mean"] for n, v in entry["summary"].items()}
     if "ReFine" not in auc:
         return ""
-    beaten_by = [n for n in ("Random", "SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)", "PGM-Explainer")
-                 if n in auc and auc[n] > auc["ReFine"]]
+    beaten_by = [n for n in ("Random", "SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)",
+                             "PGM-Explainer") if n in auc and auc[n] > auc["ReFine"]]
     parts = [f"{entry['title']}: ReFine " + ("beats every baseline" if not beaten_by
                                              else "is beaten by " + ", ".join(beaten_by))]
     pairs = [("ReFine", "ReFine-FT"), ("ReFine-FT", "PGExplainer"), ("ReFine-FT", "PGExplainer (refine_fast)")]

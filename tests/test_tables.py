@@ -39,7 +39,8 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
     assert "ReFine-FT" in (tmp_path / "table3.md").read_text()
     assert "threads" in (tmp_path / "table4.md").read_text()
     timing = entry["timing"]
-    assert set(timing["seconds_per_graph"]) == set(EXPLAINERS) and set(timing["one_at_a_time"]) == {"PGExplainer", "ReFine"}
+    assert set(timing["seconds_per_graph"]) == set(EXPLAINERS)
+    assert set(timing["one_at_a_time"]) == {"PGExplainer", "ReFine"}
     assert all(t > 0 for t in list(timing["seconds_per_graph"].values()) + list(timing["one_at_a_time"].values()))
     assert report["datasets"]["tiny"]["summary"] == entry["summary"]
 
@@ -116,7 +117,8 @@ def test_render_tables_mean_std_and_checks():
     out = tables.render_tables(report)
     rows = [line.split(" | ")[0] for line in out["table2.md"].splitlines() if line.startswith("| ")]
     assert rows[1:] == ["| SA", "| PGExplainer", "| PGM-Explainer", "| ReFine-FT", "| ReFine"]
-    assert "| PGM-Explainer | not run¹ |" in out["table2.md"] and "¹ PGM-Explainer: not run: pgmpy" in out["table2.md"]
+    assert "| PGM-Explainer | not run¹ |" in out["table2.md"]
+    assert "¹ PGM-Explainer: not run: pgmpy" in out["table2.md"]
     assert "| PGM-Explainer |" not in out["table4.md"]
     assert "| SA | 0.600 ± 0.100 |" in out["table2.md"]
     assert "Toy: ReFine beats every baseline" in out["table2.md"]  # 0.65 > every mean

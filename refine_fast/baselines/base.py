@@ -72,11 +72,11 @@ def split_edges(flat: Tensor, edge_ptr: Tensor) -> List[Tensor]:
     return list(torch.split(flat.detach(), edge_ptr.diff().tolist()))
 
 
-def fingerprint(model: torch.nn.Module, graphs: Sequence = (), extra: str = "") -> str:
-    """A short hash of the model's weights, the graphs' tensors and ``extra``: cached results and
-    checkpoints are reused only for the same model and data."""
+def fingerprint(model: Optional[torch.nn.Module], graphs: Sequence = (), extra: str = "") -> str:
+    """A short hash of the model's weights (if any), the graphs' tensors and ``extra``: cached results
+    and checkpoints are reused only for the same model and data."""
     h = hashlib.sha1(extra.encode())
-    tensors = list(model.state_dict().values())
+    tensors = [] if model is None else list(model.state_dict().values())
     for g in graphs:
         tensors += [g.x, g.edge_index] + ([g.edge_attr] if getattr(g, "edge_attr", None) is not None else [])
     for t in tensors:

@@ -13,7 +13,6 @@ from .gnnexplainer import graph_model_config
 
 __all__ = ["PGMExplainer", "has_pgmpy"]
 
-_NO_MODEL = torch.nn.Module()
 INSTALL_HINT = "pip install pgmpy (refine_fast's `pgm` extra)"
 
 
@@ -42,13 +41,15 @@ class PGMExplainer:
     """PGM-Explainer (Vu & Thai, 2020) through PyG's ``contrib.explain.PGMExplainer``, per graph.
 
     PyG perturbs the node features ``num_samples`` times, keeps the ``max(1, ⌊candidates·N⌋)`` nodes
-    (at most N − 1) whose perturbation is most dependent (chi-square test) on a change of the prediction, re-samples
-    perturbing only those, and returns every node's p-value p ``[N]``. Edge (u, v) gets importance
-    ``1 − p_u·p_v`` (the reference ReFine code ranks edges by ``−p_u·p_v``; the shift keeps it in [0, 1]).
+    (at most N − 1) whose perturbation depends most (chi-square test) on a change of the prediction,
+    re-samples perturbing only those, and returns every node's p-value p ``[N]``. Edge (u, v) gets
+    importance ``1 − p_u·p_v`` (the reference ReFine code ranks edges by ``−p_u·p_v``; the shift keeps it
+    in [0, 1]).
 
-    Two things of PyG's graph-level path are worked around: its first round tests each node against
-    column ``target`` of the samples, so ``target`` is set to that of the prediction change (column N);
-    and its candidate count is fixed by the first graph it sees, so it is set for every graph.
+    Three things of PyG's graph-level path are worked around: its first round calls the model without
+    ``edge_attr`` (see :class:`_Bound`); it tests each node against column ``target`` of the samples, so
+    ``target`` is set to that of the prediction change (column N); and its candidate count is fixed by
+    the first graph it sees, so it is set for every graph.
     NumPy and torch are seeded from ``seed`` and the graph's tensors before each graph, so a graph's
     explanation does not depend on the other graphs of the call.
     """
@@ -76,7 +77,7 @@ class PGMExplainer:
             if row.numel() == 0:
                 out.append(torch.zeros(0))
                 continue
-            graph_seed = int(fingerprint(_NO_MODEL, [g], str(seed)), 16)
+            graph_seed = int(fingerprint(None, [g], str(seed)), 16)
             np.random.seed(graph_seed % 2**32)
             torch.manual_seed(graph_seed)
             algo.max_subgraph_size = min(max(1, int(self.candidates * n)), n - 1)
