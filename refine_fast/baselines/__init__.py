@@ -37,11 +37,12 @@ def build_explainers(config: ReFineConfig, gnnexplainer_epochs: int = 100, pgexp
     found = {"Random": Random(), "SA": SA(), "GNNExplainer": GNNExplainer(epochs=gnnexplainer_epochs),
              "PGExplainer": PGExplainer(epochs=pgexplainer_epochs), "PGM-Explainer": PGMExplainer()}
     found.update({e.name: e for e in refine_variants(config)})
-    names = [n for n in EXPLAINERS if n not in not_run()] if names is None else names
+    skipped = not_run()
+    names = [n for n in EXPLAINERS if n not in skipped] if names is None else names
     unknown = [n for n in names if n not in found]
     if unknown:
         raise ValueError(f"build_explainers: unknown explainer(s) {unknown}, expected some of {EXPLAINERS}")
-    missing = {n: why for n, why in not_run().items() if n in names}
+    missing = {n: why for n, why in skipped.items() if n in names}
     if missing:
         raise ImportError(f"build_explainers: {missing}")
     return {n: found[n] for n in names}
