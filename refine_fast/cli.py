@@ -296,7 +296,7 @@ def cmd_evaluate(args) -> Dict[str, Any]:
         return run_tables(args.dataset or "all", args.data_root or ".", args.out, seeds=args.seeds, quick=args.quick,
                           model_dir=args.model_dir, progress=not args.no_progress, resume=not args.fresh,
                           cache_dir=args.cache_dir, threads=1 if args.threads is None else args.threads,
-                          compute=not args.render_only)
+                          compute=not args.render_only, reference_models=args.reference_models)
     if args.model is None:
         raise SystemExit("refine-fast evaluate: --model is required (or use --table)")
     if (args.explanations is None) == (args.explainer is None):
@@ -475,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--model-dir", default=None, help="with --table: folder of trained target GNNs "
                                                       "(default: trained into OUT/models)")
+    p.add_argument("--reference-models", default=None,
+                   help="with --table: a folder holding the ReFine authors' released target GNNs "
+                        "(mutag_net_state.pt, ba3_net_state.pt); explains those on the reference's own splits")
     p.add_argument("--fresh", action="store_true", help="with --table: recompute finished results")
     p.add_argument("--render-only", action="store_true",
                    help="with --table: render the tables from the results finished so far, compute nothing")

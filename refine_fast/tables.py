@@ -72,11 +72,23 @@ class Bundle:
 
 
 def load_bundle(name: str, data_root: str, model_dir: Optional[str], out_dir: Path,
-                cache_dir: Optional[str] = None, progress: bool = True) -> Bundle:
+                cache_dir: Optional[str] = None, progress: bool = True,
+                reference_models: Optional[str] = None) -> Bundle:
     """Dataset ``name`` from ``data_root`` and its target GNN from ``model_dir/<name>/model.pt`` (or
-    ``model_dir/model.pt``); without one, the GNN is trained once into ``out_dir/models/<name>``."""
-    from .models import load_model, load_splits, train_for_dataset
+    ``model_dir/model.pt``); without one, the GNN is trained once into ``out_dir/models/<name>``.
+    With ``reference_models`` (a folder holding the ReFine authors' released ``mutag_net_state.pt`` /
+    ``ba3_net_state.pt``): that model, on the reference's own splits (:func:`load_reference_splits`)."""
+    from .models import REFERENCE_FILES, load_model, load_reference_model, load_reference_splits, load_splits
+    from .models import train_for_dataset
 
+    if reference_models is not None:
+        if name not in REFERENCE_FILES:
+            raise ValueError(f"--reference-models: the ReFine authors released no {name} model "
+                             f"(only {', '.join(sorted(REFERENCE_FILES))})")
+        path = Path(reference_models) / REFERENCE_FILES[name]
+        train, val, test = load_reference_splits(name, data_root, cache_dir)
+        return Bundle(name, load_reference_model(path), train, val, test, ReFineConfig.for_dataset(name),
+                      RECALL_N.get(name), {"model": str(path), "reference": True})
     _, (train, val, test) = load_splits(name, data_root, cache_dir)
     candidates = [] if model_dir is None else [Path(model_dir) / name / "model.pt", Path(model_dir) / "model.pt"]
     trained_here = out_dir / "models" / name
@@ -218,7 +230,8 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
                cache_dir: Optional[str] = None, threads: Optional[int] = None,
                explainers: Optional[List[str]] = None, max_graphs: Optional[int] = None,
                gnnexplainer_epochs: Optional[int] = None, pgexplainer_epochs: Optional[int] = None,
-               bundles: Optional[Dict[str, Bundle]] = None, compute: bool = True) -> Dict:
+               bundles: Optional[Dict[str, Bundle]] = None, compute: bool = True,
+               reference_models: Optional[str] = None) -> Dict:
     """Regenerate Tables 2–4 for ``dataset`` (``ba3``, ``mutag``, ``mnist``, ``all`` or a comma-separated
     list such as ``ba3,mutag``) into ``out_dir``.
 
@@ -232,8 +245,12 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
     GNNExplainer (100) and PGExplainer (30, quick 10) can be overridden; ``bundles``
     injects ready datasets/models by name (tests). ``compute=False`` renders the finished results only
     (a long run's progress): missing (dataset, explainer, seed) results are left out and the tables say
-    how many seeds each cell has. Returns the dict written to ``tables.json``.
+    how many seeds each cell has. ``reference_models``: explain the ReFine authors' released target GNNs on
+    their own splits instead (a folder with ``mutag_net_state.pt`` / ``ba3_net_state.pt``; ``all`` then
+    means BA-3motif and Mutagenicity). Returns the dict written to ``tables.json``.
     """
+    if reference_models is not None and dataset == "all":
+        dataset = "ba3,mutag"
     names = DATASETS if dataset == "all" else dataset.split(",")
     unknown = [n for n in names if n not in DATASETS and (bundles is None or n not in bundles)]
     if unknown:
@@ -254,7 +271,7 @@ def run_tables(dataset: str, data_root: str, out_dir: str, seeds: int = 3, quick
                     "machine": machine_start, "datasets": {}, "not_run": not_run() if explainers is None else {}}
     for ds in names:
         bundle = bundles[ds] if bundles and ds in bundles else load_bundle(ds, data_root, model_dir, out,
-                                                                          cache_dir, progress)
+                                                                          cache_dir, progress, reference_models)
         if quick:
             bundle.config = bundle.config.replace(epochs=min(bundle.config.epochs, QUICK_PRETRAIN_EPOCHS))
             bundle.train = bundle.train[::-(-len(bundle.train) // QUICK_TRAIN_GRAPHS)]

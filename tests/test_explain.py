@@ -10,7 +10,7 @@ from torch_geometric.nn import ARMAConv, GCNConv, GINConv, GINEConv, global_add_
 from refine_fast.explain import GraphPack, ReFine, ReFineConfig, StackedAttributors
 from refine_fast.explain.attributor import encode, score
 from refine_fast.explain.grouped import GroupSlices, PaddedGroups
-from refine_fast.explain.losses import contrastive
+from refine_fast.explain.losses import contrastive_loss
 from refine_fast.explain.propagate import gcn_norm
 
 CYCLE = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 0)]
@@ -210,12 +210,12 @@ def test_attributor_group_equals_pyg_modules():
 
 def test_contrastive_gradient_reaches_positives():
     h = torch.randn(4, 3, requires_grad=True)
-    loss = contrastive(h, torch.tensor([0, 0, 1, 1]), tau=0.1)
+    loss = contrastive_loss(h, torch.tensor([0, 0, 1, 1]), tau=0.1, form="infonce")
     loss.backward()
     assert torch.isfinite(loss) and (h.grad.abs().sum(1) > 0).all()
     # a positive pair alone (no negatives) still gets a gradient only through the normalizer: zero loss
-    assert float(contrastive(torch.randn(2, 3), torch.tensor([0, 0]), 0.1)) == pytest.approx(0.0, abs=1e-6)
-    assert float(contrastive(torch.randn(2, 3), torch.tensor([0, 1]), 0.1)) == 0.0  # no positives
+    assert float(contrastive_loss(torch.randn(2, 3), torch.tensor([0, 0]), 0.1, "infonce")) == pytest.approx(0.0, abs=1e-6)
+    assert float(contrastive_loss(torch.randn(2, 3), torch.tensor([0, 1]), 0.1, "infonce")) == 0.0  # no positives
 
 
 # -- fine-tuning engine ------------------------------------------------------------------------------

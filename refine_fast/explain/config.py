@@ -3,7 +3,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["ReFineConfig"]
+__all__ = ["ReFineConfig", "CHOICES"]
+
+CHOICES = {
+    "fidelity": ("log", "prob"),
+    "reduction": ("mean", "sum"),
+    "contrastive": ("reference", "infonce", "paper"),
+    "representation": ("target", "attributor"),
+    "explain_norm": ("running", "graph"),
+    "train_on": ("all", "correct"),
+}
+"""The allowed values of the string options."""
 
 
 @dataclass
@@ -15,6 +25,15 @@ class ReFineConfig:
     the concrete sample), ``batch_size``, ``size_coef`` and ``entropy_coef`` (mask regularizers).
     Fine-tuning (Eq. 9–10): ``fine_tune_lr``, ``fine_tune_steps``; the same regularizers.
     ``class_wise=False`` shares one attributor between all classes (the PGExplainer-equivalent).
+
+    Where the paper and the reference code differ (bench/RESULTS.md, "Which differences matter"):
+    ``fidelity`` (``'log'``: Eq. 7, ``'prob'``: −f(G')_ŷ), ``reduction`` of the fidelity over a
+    pre-training batch (``'mean'`` or ``'sum'``), ``contrastive`` (``'reference'``, ``'infonce'``,
+    ``'paper'``: Eq. 8) and its ``representation`` (``'target'``: the target model's ``embed`` of the
+    masked top-ρ subgraph; ``'attributor'``: the attributor's encoder), ``log2_noise`` (logistic noise
+    in log2 units), ``mask_sigmoid`` (a second sigmoid on the mask inside the target model),
+    ``explain_norm`` (batch-norm statistics when explaining: ``'running'`` or each ``'graph'``'s own),
+    ``train_on`` (``'all'`` graphs or only the ``'correct'``ly predicted ones).
     """
 
     hidden: int = 50
@@ -31,6 +50,14 @@ class ReFineConfig:
     fine_tune_lr: float = 1e-4
     fine_tune_steps: int = 20
     class_wise: bool = True
+    fidelity: str = "log"
+    reduction: str = "mean"
+    contrastive: str = "infonce"
+    representation: str = "attributor"
+    log2_noise: bool = False
+    mask_sigmoid: bool = False
+    explain_norm: str = "running"
+    train_on: str = "all"
 
     def __post_init__(self):
         for name in ("hidden", "num_layers", "batch_size"):
@@ -44,6 +71,9 @@ class ReFineConfig:
         for name in ("tau", "temperature", "lr", "fine_tune_lr"):
             if float(getattr(self, name)) <= 0.0:
                 raise ValueError(f"ReFineConfig: {name} must be > 0, got {getattr(self, name)}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"ReFineConfig: {name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @classmethod
     def for_dataset(cls, name: str, **overrides) -> "ReFineConfig":

@@ -6,10 +6,10 @@ of each global batch. Whatever couples the graphs of a batch is made global, so 
 single-process result for the same global batch, up to float reduction order:
 
 * batch norm uses each group's statistics over the rows of all ranks (sums all-reduced, two passes);
-* fidelity, mask size and mask entropy are sums over the shard divided by the global graph / edge count;
-* the contrastive InfoNCE term pairs every graph with every other graph of the global batch: the
-  subgraph representations ``h`` are all-gathered with gradients (:func:`all_gather_rows`) and each
-  rank adds ``1/W`` of the global term, so the ranks' losses sum to the single-process loss;
+* fidelity, mask size and mask entropy are sums over the shard (divided by the global graph / edge count);
+* the contrastive term pairs every graph with every other graph of the global batch: the subgraph
+  representations ``h`` are all-gathered with gradients (:func:`all_gather_rows`) and each rank adds
+  ``1/W`` of the global term, so the ranks' losses sum to the single-process loss;
 * the gradients of that sum are all-reduced (one flat buffer, the collective DDP uses; DDP itself
   averages per-rank mean losses, which the global couplings above do not fit) and every rank takes the
   same Adam step. Batch-norm running statistics are updated from the global statistics, so the ranks'
@@ -28,18 +28,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..ops import concrete_sample, segment_select
-from .attributor import StackedAttributors, encode, score
+from .attributor import StackedAttributors
 from .config import ReFineConfig
 from .grouped import GroupSlices
-from .losses import contrastive, fidelity, mask_entropy
 from .packing import GraphPack
-from .pretrain import _bounds, run_epochs, train_graphs
-from .propagate import gcn_norm
-from .subgraph import edge_subgraph
+from .pretrain import Shard, pretrain_loss, run_epochs, train_graphs
 from .target import TargetModel
 
-__all__ = ["all_reduce_sum", "all_gather_rows", "SyncedGroupSlices", "distributed_pretrain_loss",
+__all__ = ["all_reduce_sum", "all_gather_rows", "SyncedGroupSlices", "RankShard", "distributed_pretrain_loss",
            "distributed_pretrain", "distributed_validation_loss", "pretrain_refine"]
 
 
@@ -118,13 +114,32 @@ class SyncedGroupSlices(GroupSlices):
         return out
 
 
-def _shards(index: Tensor, groups: Tensor, world: int) -> List[Tensor]:
-    """Rank r's graphs ``index[r::world]``, sorted by attributor group (stable)."""
-    out = []
-    for r in range(world):
-        part = index[r::world]
-        out.append(part[torch.argsort(groups[part], stable=True)])
-    return out
+class RankShard(Shard):
+    """This rank's part of a global batch: rank ``r`` of ``W`` computes ``index[r::W]`` (sorted by
+    attributor group); batch norm and the contrastive pairs span all ranks (collective)."""
+
+    def __init__(self, group=None):
+        self.group = group
+        self.rank, self.world = dist.get_rank(group), dist.get_world_size(group)
+        self.counts: List[int] = []
+
+    def split(self, index: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
+        shards = []
+        for r in range(self.world):
+            part = index[r::self.world]
+            shards.append(part[torch.argsort(groups[part], stable=True)])
+        self.counts = [s.numel() for s in shards]
+        return shards[self.rank], torch.cat(shards)
+
+    def slices(self, bounds: Sequence[int]) -> GroupSlices:
+        return SyncedGroupSlices(bounds, self.group)
+
+    def gather(self, h: Tensor) -> Tensor:
+        width = torch.tensor([h.size(1)], device=h.device)
+        dist.all_reduce(width, op=dist.ReduceOp.MAX, group=self.group)  # a rank without graphs has none
+        if h.size(1) != int(width):
+            h = h.new_zeros(h.size(0), int(width)) + h.sum() * 0.0
+        return all_gather_rows(h, self.counts, self.group)
 
 
 def distributed_pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: GraphPack,
@@ -133,49 +148,9 @@ def distributed_pretrain_loss(attributors: StackedAttributors, target: TargetMod
                               group=None) -> Dict[str, Tensor]:
     """This rank's part of :func:`~refine_fast.explain.pretrain.pretrain_loss` of the global batch
     ``index`` (int64 ``[B]``, the same on every rank; collective). Summed over the ranks, every term
-    (``'loss'``, ``'fidelity'``, ``'size'``, ``'entropy'``, [``'contrastive'``]) equals the
-    single-process term, and so do the gradients of ``'loss'``. Graphs in ``index`` must have edges."""
-    rank, world = dist.get_rank(group), dist.get_world_size(group)
-    shards = _shards(index, groups, world)
-    mine = shards[rank]
-    b = pack.take(mine)
-    G = attributors.groups
-    group_b = groups[mine]
-    p, stats = attributors.params(), attributors.stats()
-    dtype = p["lin_weight"].dtype
-    num_graphs = index.numel()
-    num_edges = int(pack.num_edges[index.to(pack.num_edges.device)].sum())
-
-    nodes = SyncedGroupSlices(_bounds(group_b, b.node_ptr.diff(), G), group)
-    edges = GroupSlices(_bounds(group_b, b.edge_ptr.diff(), G))
-    z = encode(p, stats, b.x.to(dtype), b.edge_index, gcn_norm(b.edge_index, b.num_nodes, dtype=dtype), nodes, bn_mode)
-    alpha = score(p, z, b.edge_index, b.edge_attr, nodes, edges, group_b[b.edge_batch])
-    m = concrete_sample(alpha, b.key, seed, step, config.temperature)
-
-    if b.num_graphs:
-        fid = fidelity(probs[mine], target.on(b, edge_mask=m)).sum() / num_graphs
-    else:  # fewer graphs than ranks in this batch: this rank only takes part in the collectives
-        fid = m.sum() * 0.0
-    size = m.sum() / num_edges
-    ent = mask_entropy(m).sum() / num_edges
-    loss = fid + config.size_coef * size + config.entropy_coef * ent
-    terms = {"fidelity": fid.detach(), "size": size.detach(), "entropy": ent.detach()}
-
-    if config.gamma > 0:
-        selected = segment_select(m.detach(), b.edge_ptr, config.ratio, b.key, seed, step, stochastic=False)
-        sub = edge_subgraph(b, selected)
-        sub_nodes = SyncedGroupSlices(_bounds(group_b[sub.batch], torch.ones_like(sub.batch), G), group)
-        norm = gcn_norm(sub.edge_index, sub.x.size(0), m[selected])
-        zs = encode(p, stats, sub.x.to(dtype), sub.edge_index, norm, sub_nodes,
-                    "batch" if bn_mode == "train" else bn_mode)
-        count = torch.bincount(sub.batch, minlength=b.num_graphs).clamp_min(1).to(dtype)
-        h = zs.new_zeros(b.num_graphs, zs.size(1)).index_add(0, sub.batch, zs) / count.unsqueeze(1)
-        h_all = all_gather_rows(h, [s.numel() for s in shards], group)
-        cts = contrastive(h_all, classes[torch.cat(shards)], config.tau) / world
-        loss = loss + config.gamma * cts
-        terms["contrastive"] = cts.detach()
-    terms["loss"] = loss
-    return terms
+    equals the single-process term, and so do the gradients of ``'loss'``."""
+    return pretrain_loss(attributors, target, pack, index, groups, classes, probs, config, seed, step, bn_mode,
+                         shard=RankShard(group))
 
 
 def _all_reduce_grads(params: Sequence[Tensor], group) -> None:

@@ -23,7 +23,7 @@ from ..ops import segment_select
 from .attributor import StackedAttributors, encode, score
 from .config import ReFineConfig
 from .grouped import PaddedGroups, plan_buckets
-from .losses import fidelity, mask_entropy
+from .losses import fidelity_loss, mask_entropy
 from .packing import GraphBatch, GraphPack
 from .propagate import Propagation, gcn_norm
 from .subgraph import edge_subgraph
@@ -54,7 +54,8 @@ def check_select(select: str, caller: str) -> bool:
 class _Bucket:
     """Graphs ``g0..g1-1`` of a batch in the padded layout, with their own parameter copies."""
 
-    def __init__(self, attributors: StackedAttributors, b: GraphBatch, groups: Tensor, g0: int, g1: int, M: int):
+    def __init__(self, attributors: StackedAttributors, b: GraphBatch, groups: Tensor, g0: int, g1: int, M: int,
+                 bn_mode: str = "eval"):
         device = b.x.device
         n0, n1 = int(b.node_ptr[g0]), int(b.node_ptr[g1])
         e0, e1 = int(b.edge_ptr[g0]), int(b.edge_ptr[g1])
@@ -66,7 +67,8 @@ class _Bucket:
         self.x = torch.zeros(B * M, b.x.size(1), dtype=dtype, device=device).index_copy(0, pos, b.x[n0:n1].to(dtype))
         self.edge_index = pos[b.edge_index[:, e0:e1] - n0]  # padded node ids within the bucket
         self.norm = Propagation(self.edge_index, gcn_norm(self.edge_index, B * M, dtype=dtype), B * M)
-        self.nodes = PaddedGroups(B, M)
+        self.nodes = PaddedGroups(B, M, sizes=b.node_ptr[g0 + 1:g1 + 1] - b.node_ptr[g0:g1])
+        self.bn_mode = bn_mode
         self.edge_group = b.edge_batch[e0:e1] - g0
         self.edge_attr, self.edges = None, None
         if attributors.edge_dim > 0:
@@ -76,7 +78,7 @@ class _Bucket:
             self.edges = PaddedGroups(B, Me, rows=edge_pos)
 
     def scores(self) -> Tensor:
-        z = encode(self.params, self.stats, self.x, self.edge_index, self.norm, self.nodes, "eval")
+        z = encode(self.params, self.stats, self.x, self.edge_index, self.norm, self.nodes, self.bn_mode)
         return score(self.params, z, self.edge_index, self.edge_attr, self.nodes, self.edges, self.edge_group)
 
 
@@ -97,7 +99,8 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
     group_b = groups[index]
     sizes = b.node_ptr.diff().tolist()
     plan = plan_buckets(sizes, MAX_BUCKETS, BUCKET_COST / attributors.hidden ** 2)
-    buckets = [_Bucket(attributors, b, group_b, g0, g1, M) for g0, g1, M in plan]
+    bn_mode = "eval" if config.explain_norm == "running" else "graph"
+    buckets = [_Bucket(attributors, b, group_b, g0, g1, M, bn_mode) for g0, g1, M in plan]
     target_probs = probs[index]
     dtype = target_probs.dtype
     inv_count = 1.0 / b.edge_ptr.diff().to(dtype)
@@ -113,10 +116,11 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
             p = edge_probs()
             selected = segment_select(p.detach(), b.edge_ptr, ratio, b.key, seed, t, stochastic=stochastic)
             sub = edge_subgraph(b, selected)
-            logits = target(sub.x, sub.edge_index, sub.batch, B, sub.edge_attr, edge_mask=p[selected])
+            logits = target(sub.x, sub.edge_index, sub.batch, B, sub.edge_attr, edge_mask=p[selected],
+                            mask_sigmoid=config.mask_sigmoid)
             reg = config.size_coef * p + config.entropy_coef * mask_entropy(p)
             reg_graph = p.new_zeros(B).index_add(0, b.edge_batch, reg) * inv_count
-            loss = (fidelity(target_probs, logits) + reg_graph).sum()
+            loss = (fidelity_loss(target_probs, logits, config.fidelity) + reg_graph).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -118,8 +118,8 @@ class PaddedGroups:
     Without ``rows`` the inputs are already padded; with ``rows`` (int64 ``[N]``, padded position of
     each compact row) inputs and outputs are compact ``[N, F]``."""
 
-    def __init__(self, num_groups: int, max_rows: int, rows: Optional[Tensor] = None):
-        self.B, self.M, self.rows = int(num_groups), int(max_rows), rows
+    def __init__(self, num_groups: int, max_rows: int, rows: Optional[Tensor] = None, sizes: Optional[Tensor] = None):
+        self.B, self.M, self.rows, self.sizes = int(num_groups), int(max_rows), rows, sizes
 
     def linear(self, x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """``x @ weight[b] + bias[b]`` with ``weight [B, F, H]``, ``bias [B, H]``: one batched matmul."""
@@ -132,11 +132,23 @@ class PaddedGroups:
 
     def batch_norm(self, h: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, var: Tensor,
                    mode: str = "eval", momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-        """Eval-mode batch norm with each group's own running statistics (``[B, H]`` each)."""
-        if mode != "eval":
-            raise ValueError(f"PaddedGroups.batch_norm: only mode='eval' is supported, got {mode!r}")
+        """Batch norm with each group's own parameters (``[B, H]`` each): ``'eval'`` uses the group's
+        running statistics ``mean``/``var``; ``'graph'`` the statistics of the group's own first
+        ``sizes[b]`` rows (needs ``sizes``; padding rows do not count)."""
         if self.rows is not None:
             raise ValueError("PaddedGroups.batch_norm: expects the padded layout (rows=None)")
+        hb = h.view(self.B, self.M, -1)
+        if mode == "graph":
+            if self.sizes is None:
+                raise ValueError("PaddedGroups.batch_norm: mode='graph' needs the groups' sizes")
+            valid = (torch.arange(self.M, device=h.device) < self.sizes.unsqueeze(1)).unsqueeze(2).to(h.dtype)
+            n = self.sizes.clamp_min(1).to(h.dtype).view(-1, 1, 1)
+            mean = (hb * valid).sum(1, keepdim=True) / n
+            var = ((hb - mean) * valid).square().sum(1, keepdim=True) / n
+            scale = weight.unsqueeze(1) * torch.rsqrt(var + eps)
+            return torch.addcmul(bias.unsqueeze(1) - mean * scale, hb, scale).view_as(h)
+        if mode != "eval":
+            raise ValueError(f"PaddedGroups.batch_norm: mode must be 'eval' or 'graph', got {mode!r}")
         scale = weight * torch.rsqrt(var + eps)
         shift = bias - mean * scale
-        return torch.addcmul(shift.unsqueeze(1), h.view(self.B, self.M, -1), scale.unsqueeze(1)).view_as(h)
+        return torch.addcmul(shift.unsqueeze(1), hb, scale.unsqueeze(1)).view_as(h)

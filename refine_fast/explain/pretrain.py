@@ -1,7 +1,8 @@
 """Class-wise pre-training of the stacked attributors (paper Eq. 6–8), batch by batch."""
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional
+import math
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -11,13 +12,16 @@ from ..ops import concrete_sample, segment_select
 from .attributor import StackedAttributors, encode, score
 from .config import ReFineConfig
 from .grouped import GroupSlices
-from .losses import contrastive, fidelity, mask_entropy
+from .losses import contrastive_loss, fidelity_loss, mask_entropy
 from .packing import GraphPack
 from .propagate import gcn_norm
 from .subgraph import edge_subgraph
 from .target import TargetModel
 
-__all__ = ["pretrain_loss", "pretrain", "validation_loss", "run_epochs", "train_graphs"]
+__all__ = ["Shard", "pretrain_loss", "pretrain", "validation_loss", "run_epochs", "train_graphs"]
+
+
+LN2 = math.log(2.0)
 
 
 def _bounds(group: Tensor, counts: Tensor, num_groups: int) -> List[int]:
@@ -25,45 +29,84 @@ def _bounds(group: Tensor, counts: Tensor, num_groups: int) -> List[int]:
     return [0] + torch.cumsum(per_group, 0).tolist()
 
 
+class Shard:
+    """Which graphs of a global batch this process computes, and how per-batch quantities are combined.
+
+    This base class is the single-process case: the process holds the whole batch. The torchrun twin
+    (:class:`refine_fast.explain.distributed.RankShard`) splits the batch over ranks and makes every
+    coupling global (batch norm, contrastive pairs), so both give the same loss."""
+
+    world = 1
+
+    def split(self, index: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
+        """``(mine, order)``: this process's graphs of ``index [B]`` sorted by attributor group, and all
+        graphs of the batch in the order :meth:`gather` returns their rows."""
+        mine = index[torch.argsort(groups[index], stable=True)]
+        return mine, mine
+
+    def slices(self, bounds: Sequence[int]) -> GroupSlices:
+        """The row grouping whose training-mode batch norm sees the whole batch."""
+        return GroupSlices(bounds)
+
+    def gather(self, h: Tensor) -> Tensor:
+        """Rows ``h [B_mine, H]`` of every process, concatenated -> ``[B, H]`` (differentiable)."""
+        return h
+
+
 def pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, index: Tensor,
                   groups: Tensor, classes: Tensor, probs: Tensor, config: ReFineConfig, seed: int, step: int,
-                  bn_mode: str = "train") -> Dict[str, Tensor]:
-    """Loss of one batch ``index`` (graphs of ``pack``). ``groups [len(pack)]`` picks each graph's
-    attributor, ``classes`` its predicted class (contrastive positives), ``probs [len(pack), C]`` the
-    full-graph softmax. Returns the total ``'loss'`` and its terms (scalars)."""
-    order = torch.argsort(groups[index], stable=True)  # graphs sorted by attributor -> contiguous rows
-    index = index[order]
-    b = pack.take(index)
+                  bn_mode: str = "train", shard: Optional[Shard] = None) -> Dict[str, Tensor]:
+    """Loss of one batch ``index`` (graphs of ``pack``, all with edges), paper Eq. 6–8 with the forms
+    ``config`` picks. ``groups [len(pack)]`` picks each graph's attributor, ``classes`` its predicted
+    class (contrastive positives), ``probs [len(pack), C]`` the full-graph softmax. ``shard`` (default:
+    this process holds the whole batch) says which graphs this process computes; summed over the
+    processes, every term equals the single-process term. Returns ``'loss'`` and its terms (scalars):
+    ``'fidelity'`` (mean or sum over graphs, ``config.reduction``), ``'size'`` and ``'entropy'`` (means
+    over edges), [``'contrastive'``]."""
+    shard = shard or Shard()
+    mine, order = shard.split(index, groups)
+    b = pack.take(mine)
     G = attributors.groups
-    group_b = groups[index]
+    group_b = groups[mine]
     p, stats = attributors.params(), attributors.stats()
     dtype = p["lin_weight"].dtype
-    x = b.x.to(dtype)
-    nodes = GroupSlices(_bounds(group_b, b.node_ptr.diff(), G))
+    num_edges = pack.num_edges[index].sum().to(dtype)
+
+    nodes = shard.slices(_bounds(group_b, b.node_ptr.diff(), G))
     edges = GroupSlices(_bounds(group_b, b.edge_ptr.diff(), G))
-    edge_group = group_b[b.edge_batch]
+    z = encode(p, stats, b.x.to(dtype), b.edge_index, gcn_norm(b.edge_index, b.num_nodes, dtype=dtype), nodes, bn_mode)
+    alpha = score(p, z, b.edge_index, b.edge_attr, nodes, edges, group_b[b.edge_batch])
+    scale = LN2 if config.log2_noise else 1.0  # σ((L/ln2 + α)/β) = σ((L + α·ln2)/(β·ln2))
+    m = concrete_sample(alpha * scale, b.key, seed, step, config.temperature * scale)
 
-    z = encode(p, stats, x, b.edge_index, gcn_norm(b.edge_index, b.num_nodes, dtype=dtype), nodes, bn_mode)
-    alpha = score(p, z, b.edge_index, b.edge_attr, nodes, edges, edge_group)
-    m = concrete_sample(alpha, b.key, seed, step, config.temperature)
-
-    fid = fidelity(probs[index], target.on(b, edge_mask=m)).mean()
-    size = m.mean()
-    ent = mask_entropy(m).mean()
+    if b.num_graphs:
+        fid = fidelity_loss(probs[mine], target.on(b, edge_mask=m, mask_sigmoid=config.mask_sigmoid),
+                            config.fidelity).sum()
+    else:  # fewer graphs than processes in this batch: this one only takes part in the collectives
+        fid = m.sum() * 0.0
+    if config.reduction == "mean":
+        fid = fid / index.numel()
+    size = m.sum() / num_edges
+    ent = mask_entropy(m).sum() / num_edges
     loss = fid + config.size_coef * size + config.entropy_coef * ent
     terms = {"fidelity": fid.detach(), "size": size.detach(), "entropy": ent.detach()}
 
     if config.gamma > 0:
-        # representations of the top-ρ subgraphs, from the attributor's own encoder, mask as edge weight
+        # representations of the top-ρ subgraphs, the sampled mask as edge weight
         selected = segment_select(m.detach(), b.edge_ptr, config.ratio, b.key, seed, step, stochastic=False)
         sub = edge_subgraph(b, selected)
-        sub_nodes = GroupSlices(_bounds(group_b[sub.batch], torch.ones_like(sub.batch), G))
         weight = m[selected]
-        norm = gcn_norm(sub.edge_index, sub.x.size(0), weight)
-        zs = encode(p, stats, sub.x.to(dtype), sub.edge_index, norm, sub_nodes, "batch" if bn_mode == "train" else bn_mode)
-        count = torch.bincount(sub.batch, minlength=b.num_graphs).clamp_min(1).to(dtype)
-        h = zs.new_zeros(b.num_graphs, zs.size(1)).index_add(0, sub.batch, zs) / count.unsqueeze(1)
-        cts = contrastive(h, classes[index], config.tau)
+        if config.representation == "target":
+            h = target(sub.x, sub.edge_index, sub.batch, b.num_graphs, sub.edge_attr, weight,
+                       config.mask_sigmoid, embed=True).to(dtype) if b.num_graphs else m.new_zeros(0, 1)
+        else:
+            sub_nodes = shard.slices(_bounds(group_b[sub.batch], torch.ones_like(sub.batch), G))
+            norm = gcn_norm(sub.edge_index, sub.x.size(0), weight)
+            zs = encode(p, stats, sub.x.to(dtype), sub.edge_index, norm, sub_nodes,
+                        "batch" if bn_mode == "train" else bn_mode)
+            count = torch.bincount(sub.batch, minlength=b.num_graphs).clamp_min(1).to(dtype)
+            h = zs.new_zeros(b.num_graphs, zs.size(1)).index_add(0, sub.batch, zs) / count.unsqueeze(1)
+        cts = contrastive_loss(shard.gather(h), classes[order], config.tau, config.contrastive) / shard.world
         loss = loss + config.gamma * cts
         terms["contrastive"] = cts.detach()
     terms["loss"] = loss

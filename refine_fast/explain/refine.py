@@ -88,15 +88,36 @@ class ReFine:
     def pretrain_inputs(self, dataset: Sequence, epochs: Optional[int] = None, batch_size: Optional[int] = None,
                         val_dataset: Optional[Sequence] = None) -> tuple:
         """``((pack, groups, classes, probs), {epochs, batch_size, val})`` for the pre-training loops
-        (:func:`.pretrain.pretrain` and its torchrun twin), with the config's defaults filled in."""
+        (:func:`.pretrain.pretrain` and its torchrun twin), with the config's defaults filled in. With
+        ``train_on='correct'`` only the graphs the model predicts correctly (``y``) are kept."""
         epochs = self.config.epochs if epochs is None else int(epochs)
         batch_size = self.config.batch_size if batch_size is None else int(batch_size)
-        pack, probs, cls, groups = self._prepare(dataset, batch_size=batch_size)
+        train = self._prepare(self._training_graphs(dataset, batch_size, "dataset"), batch_size=batch_size)
+        pack, probs, cls, groups = train
         val = None
         if val_dataset is not None:
-            vpack, vprobs, vcls, vgroups = self._prepare(list(val_dataset), batch_size=batch_size)
+            vpack, vprobs, vcls, vgroups = self._prepare(self._training_graphs(val_dataset, batch_size, "val_dataset"),
+                                                         batch_size=batch_size)
             val = (vpack, vgroups, vcls, vprobs)
         return (pack, groups, cls, probs), {"epochs": epochs, "batch_size": batch_size, "val": val}
+
+    def _training_graphs(self, graphs: Sequence, batch_size: int, name: str) -> list:
+        """``graphs`` as a list, or (``train_on='correct'``) the ones whose predicted class equals ``y``."""
+        graphs = list(graphs)
+        if self.config.train_on == "all" or not graphs:
+            return graphs
+        labels = [getattr(g, "y", None) for g in graphs]
+        missing = [i for i, y in enumerate(labels) if y is None or y.numel() != 1]
+        if missing:
+            raise ValueError(f"ReFine.pretrain: train_on='correct' needs one label y per graph; {name}[{missing[0]}] "
+                             f"has {'none' if labels[missing[0]] is None else tuple(labels[missing[0]].shape)}")
+        _, _, cls, _ = self._prepare(graphs, batch_size=batch_size)
+        y = torch.tensor([int(t) for t in labels], device=cls.device)
+        keep = torch.nonzero(cls == y).view(-1).tolist()
+        if not keep:
+            raise ValueError(f"ReFine.pretrain: the model predicts none of the {len(graphs)} graphs of {name} "
+                             f"correctly (train_on='correct')")
+        return [graphs[i] for i in keep]
 
     def explain(self, graphs: Sequence, ratio: Optional[float] = None, steps: Optional[int] = None,
                 lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None,

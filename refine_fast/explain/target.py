@@ -44,28 +44,39 @@ class TargetModel:
         self.use_edge_attr = use_edge_attr
 
     def __call__(self, x: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
-                 edge_attr: Optional[Tensor] = None, edge_mask: Optional[Tensor] = None) -> Tensor:
+                 edge_attr: Optional[Tensor] = None, edge_mask: Optional[Tensor] = None,
+                 mask_sigmoid: bool = False, embed: bool = False) -> Tensor:
+        """Logits ``[B, C]`` (or with ``embed`` the model's graph representation ``model.embed(...)``,
+        ``[B, H]``). ``mask_sigmoid`` passes the edge mask through a sigmoid inside the model first."""
         kwargs = {"batch": batch}
         if self.use_edge_attr and edge_attr is not None:
             kwargs["edge_attr"] = edge_attr
+        forward = self.model.forward
+        if embed:
+            forward = getattr(self.model, "embed", None)
+            if forward is None:
+                raise ValueError(
+                    f"TargetModel: representation='target' needs the model to have an embed(x, edge_index, ..., "
+                    f"batch=...) method returning graph representations; {type(self.model).__name__} has none "
+                    f"(use representation='attributor')")
         if edge_mask is None:
-            out = self.model(x, edge_index, **kwargs)
+            out = forward(x, edge_index, **kwargs)
         else:
             unregister_masks(self.model)
-            set_masks(self.model, edge_mask, edge_index, apply_sigmoid=False)
+            set_masks(self.model, edge_mask, edge_index, apply_sigmoid=mask_sigmoid)
             try:
-                out = self.model(x, edge_index, **kwargs)
+                out = forward(x, edge_index, **kwargs)
             finally:
                 clear_masks(self.model)
         if out.dim() != 2 or out.size(0) != num_graphs:
             raise ValueError(
-                f"TargetModel: the model must return graph-level logits of shape [{num_graphs}, C], "
-                f"got {tuple(out.shape)}")
+                f"TargetModel: the model must return graph-level {'representations' if embed else 'logits'} of "
+                f"shape [{num_graphs}, C], got {tuple(out.shape)}")
         return out
 
-    def on(self, b: GraphBatch, edge_mask: Optional[Tensor] = None) -> Tensor:
+    def on(self, b: GraphBatch, edge_mask: Optional[Tensor] = None, mask_sigmoid: bool = False) -> Tensor:
         """Logits ``[B, C]`` of a whole :class:`GraphBatch`."""
-        return self(b.x, b.edge_index, b.batch, b.num_graphs, b.edge_attr, edge_mask)
+        return self(b.x, b.edge_index, b.batch, b.num_graphs, b.edge_attr, edge_mask, mask_sigmoid)
 
     @contextmanager
     def frozen(self):

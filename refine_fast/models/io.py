@@ -7,6 +7,9 @@ from typing import Any, Dict, Optional, Union
 import torch
 
 from .gnns import MODEL_CLASSES, TargetGNN
+from .reference import ReferenceBA3Net, ReferenceMutagNet, load_reference_model
+
+_CLASSES = {**MODEL_CLASSES, **{cls.__name__: cls for cls in (ReferenceBA3Net, ReferenceMutagNet)}}
 
 __all__ = ["save_model", "load_model"]
 
@@ -14,8 +17,8 @@ __all__ = ["save_model", "load_model"]
 def save_model(model: TargetGNN, path: Union[str, Path], extra: Optional[Dict[str, Any]] = None) -> Path:
     """Write ``{"model_class", "config", "state_dict", "extra"}`` to ``path`` (plain types and tensors)."""
     name = type(model).__name__
-    if name not in MODEL_CLASSES:
-        raise ValueError(f"save_model: model must be one of {sorted(MODEL_CLASSES)}, got {name}")
+    if name not in _CLASSES:
+        raise ValueError(f"save_model: model must be one of {sorted(_CLASSES)}, got {name}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -25,12 +28,18 @@ def save_model(model: TargetGNN, path: Union[str, Path], extra: Optional[Dict[st
 
 
 def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> TargetGNN:
-    """Rebuild the model saved by :func:`save_model` (eval mode); its ``extra`` dict is ``model.extra``."""
+    """Rebuild the model saved by :func:`save_model` (eval mode); its ``extra`` dict is ``model.extra``.
+    A released reference state_dict (``mutag_net_state.pt``, ``ba3_net_state.pt``) is loaded with
+    :func:`~refine_fast.models.reference.load_reference_model`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_model: no model file at {path}")
     blob = torch.load(path, map_location=map_location, weights_only=True)
-    cls = MODEL_CLASSES.get(blob.get("model_class"))
+    if isinstance(blob, dict) and "model_class" not in blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
+        model = load_reference_model(path, map_location)
+        model.extra = {}
+        return model
+    cls = _CLASSES.get(blob.get("model_class"))
     if cls is None:
         raise ValueError(f"load_model: {path} holds unknown model class {blob.get('model_class')!r}")
     model = cls(**blob["config"])
