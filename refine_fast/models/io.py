@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from ..validation import load_checked
 from .gnns import MODEL_CLASSES, TargetGNN
 
 __all__ = ["save_model", "load_model"]
@@ -29,7 +30,9 @@ def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_model: no model file at {path}")
-    blob = torch.load(path, map_location=map_location, weights_only=True)
+    blob = load_checked(path, "load_model", map_location)
+    if not isinstance(blob, dict) or not {"config", "state_dict"} <= set(blob):
+        raise ValueError(f"load_model: {path} is not a model file written by save_model")
     cls = MODEL_CLASSES.get(blob.get("model_class"))
     if cls is None:
         raise ValueError(f"load_model: {path} holds unknown model class {blob.get('model_class')!r}")
