@@ -46,12 +46,13 @@ class Spec:
         if self.kind is str:
             return f"one of {self.choices}"
         what = "an int" if self.kind is int else "a finite float"
+        low, high = (str(int(v)) if self.kind is int else f"{v:g}" for v in (self.low or 0, self.high or 0))
         if self.low is not None and self.high is not None:
-            return f"{what} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+            return f"{what} in {'(' if self.low_open else '['}{low}, {high}]"
         if self.low is not None:
-            return f"{what} {'>' if self.low_open else '>='} {self.low:g}"
+            return f"{what} {'>' if self.low_open else '>='} {low}"
         if self.high is not None:
-            return f"{what} <= {self.high:g}"
+            return f"{what} <= {high}"
         return what
 
     def check(self, value: Any, name: str) -> Any:
@@ -262,9 +263,9 @@ def stack_graphs(graphs: Any, *, name: str = "graphs", node_dim: Optional[int] =
         if num is not None and num != n:
             raise ValueError(f"{label(i)}: num_nodes is {num} but x has {n} rows")
         if (attr is not None) != has_attr:
-            raise ValueError(f"{label(i)}: {'has an' if attr is not None else 'has no'} edge_attr but "
-                             f"{label(0)} {'has none' if attr is not None else 'has one'}; either every graph "
-                             f"or no graph must have edge_attr")
+            raise ValueError(f"{label(i)}: {'has an' if attr is not None else 'has no'} edge_attr but graph 0 "
+                             f"{'has none' if attr is not None else 'has one'}; either every graph or no graph "
+                             f"must have edge_attr")
         if attr is not None:
             if not isinstance(attr, Tensor) or attr.dim() not in (1, 2) or attr.size(0) != e:
                 _refuse_edge_attr(attr, e, label(i))
@@ -334,10 +335,10 @@ def _cat(tensors: List[Tensor], dim: int, key: str, width: str, label) -> Tensor
         first = tensors[0]
         for i, t in enumerate(tensors):
             if t.device != first.device:
-                raise ValueError(f"{label(i)}: {key} is on {t.device}, {label(0)}'s on {first.device}; "
+                raise ValueError(f"{label(i)}: {key} is on {t.device}, graph 0's on {first.device}; "
                                  f"put every graph on one device") from None
             if t.shape[1:] != first.shape[1:]:
-                raise ValueError(f"{label(i)}: {key} has shape {tuple(t.shape)}, {label(0)}'s "
+                raise ValueError(f"{label(i)}: {key} has shape {tuple(t.shape)}, graph 0's "
                                  f"{tuple(first.shape)}; every graph needs the same {width}") from None
         raise
 

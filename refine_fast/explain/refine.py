@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..validation import (EXPLAIN_ARGS, as_graph_list, check_args, check_classes, check_int, check_model_dims,
+from ..validation import (EXPLAIN_ARGS, SEED, as_graph_list, check_args, check_classes, check_int, check_model_dims,
                           check_widths, load_checked, model_dims)
 from .attributor import StackedAttributors
 from .config import ReFineConfig
@@ -46,7 +46,7 @@ class ReFine:
         self.config = config.replace(**overrides) if overrides else config
         self.num_classes = check_int(num_classes, "ReFine: num_classes", 1)
         node_dim, edge_dim = check_int(node_dim, "ReFine: node_dim", 1), check_int(edge_dim, "ReFine: edge_dim", 0)
-        check_int(seed, "ReFine: seed")
+        SEED.check(seed, "ReFine: seed")
         check_model_dims(model, "ReFine", node_dim, edge_dim)
         self.target = TargetModel(model, use_edge_attr)
         groups = self.num_classes if self.config.class_wise else 1
@@ -99,7 +99,7 @@ class ReFine:
         """Pre-train the attributors on ``dataset`` (PyG ``Data`` graphs; labels are not used — each
         graph is explained for the model's predicted class). Defaults from the config.
         Returns the per-epoch history (see :func:`refine_fast.explain.pretrain.pretrain`)."""
-        check_int(seed, "ReFine.pretrain: seed")
+        SEED.check(seed, "ReFine.pretrain: seed")
         data, options = self.pretrain_inputs(dataset, epochs, batch_size, val_dataset)
         with self.target.frozen():
             return pretrain(self.attributors, self.target, *data, self.config, seed=seed, progress=progress,
@@ -109,9 +109,11 @@ class ReFine:
                         val_dataset: Optional[Sequence] = None) -> tuple:
         """``((pack, groups, classes, probs), {epochs, batch_size, val})`` for the pre-training loops
         (:func:`.pretrain.pretrain` and its torchrun twin), with the config's defaults filled in."""
+        check_args("ReFine.pretrain", EXPLAIN_ARGS, batch_size=batch_size)
         epochs = self.config.epochs if epochs is None else check_int(epochs, "ReFine.pretrain: epochs", 0)
-        batch_size = self.config.batch_size if batch_size is None else check_int(batch_size, "ReFine.pretrain: batch_size", 1)
-        pack, probs, cls, groups = self._prepare(dataset, batch_size=batch_size, caller="ReFine.pretrain", arg="dataset")
+        batch_size = self.config.batch_size if batch_size is None else int(batch_size)
+        pack, probs, cls, groups = self._prepare(dataset, batch_size=batch_size, caller="ReFine.pretrain",
+                                                 arg="dataset")
         val = None
         if val_dataset is not None:
             vpack, vprobs, vcls, vgroups = self._prepare(val_dataset, batch_size=batch_size, caller="ReFine.pretrain",
@@ -132,9 +134,13 @@ class ReFine:
         as the reference implementation); defaults from the config
         (``ratio``, ``fine_tune_steps``, ``fine_tune_lr``, ``batch_size``). ``steps=0`` = ReFine-FT.
         ``graph_ids`` (default ``0..n-1``) name the graphs in the noise keys: the same id and ``seed``
-        give the same explanation whatever the batch (up to float rounding). ``workers`` (default ``torch.get_num_threads()``)
+        give the same explanation whatever the batch, up to float rounding grown over the steps (float32:
+        within 1e-3, see the README). ``workers`` (default ``torch.get_num_threads()``)
         batches run concurrently in threads with one intra-op thread each — on a small CPU this beats
-        intra-op parallelism of the many small ops; results do not depend on it beyond float rounding."""
+        intra-op parallelism of the many small ops; results differ across ``workers`` as across batchings.
+        Every argument is checked first (:mod:`refine_fast.validation`): the graphs against the
+        attributors' ``node_dim`` / ``edge_dim``, finite features, ``edge_index`` in range, one
+        ``edge_attr`` row per edge."""
         check_args("ReFine.explain", EXPLAIN_ARGS, ratio=ratio, steps=steps, lr=lr, batch_size=batch_size,
                    seed=seed, workers=workers)
         ratio = self.config.ratio if ratio is None else ratio
