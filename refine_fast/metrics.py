@@ -31,7 +31,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 
 from .validation import (RATIO, check_batch, check_graphs, check_importances, check_int, check_ptr,
-                         check_ratios, model_dims)
+                         check_ratios, model_checks)
 
 __all__ = [
     "EvalGraphs", "flatten_importances", "num_kept", "topk_edge_mask", "edge_subgraph", "predict",
@@ -71,26 +71,22 @@ class EvalGraphs:
         return torch.repeat_interleave(torch.arange(self.num_graphs, device=counts.device), counts)
 
     @classmethod
-    def of(cls, graphs: Union["EvalGraphs", Batch, Sequence[Data]], name: str = "graphs",
-           needs_y: bool = False, **checks) -> "EvalGraphs":
+    def of(cls, graphs: Union["EvalGraphs", Batch, Sequence[Data]], name: str = "graphs", **checks) -> "EvalGraphs":
         """From a list/dataset of ``Data`` or a PyG ``Batch``, checked by
         :func:`refine_fast.validation.check_graphs` / :func:`~refine_fast.validation.check_batch` (errors
-        name ``name``; ``checks``: its ``node_dim``, ``edge_dim``, ``owner``); ``needs_y``: one label per graph."""
+        name ``name``; ``checks``: their ``node_dim``, ``edge_dim``, ``dtype``, ``owner``)."""
         if isinstance(graphs, EvalGraphs):
             return graphs
         if isinstance(graphs, Batch):
             check_batch(graphs.x, graphs.edge_index, graphs.batch, graphs.get("edge_attr"), name=name, **checks)
             batch = graphs
         else:
-            data = check_graphs(graphs, name=name, needs_y=needs_y, **checks)
+            data = check_graphs(graphs, name=name, **checks)
             if not data:
                 raise ValueError(f"{name} must not be empty")
             batch = Batch.from_data_list(data)
         num_graphs = batch.num_graphs
         y = batch.get("y")
-        if needs_y and (y is None or y.numel() != num_graphs):
-            raise ValueError(f"{name}: needs one label y per graph ({num_graphs}), got "
-                             f"{'none' if y is None else y.numel()}")
         edge_graph = batch.batch[batch.edge_index[0]]
         if edge_graph.numel() and bool((edge_graph.diff() < 0).any()):
             raise ValueError("EvalGraphs: the edges of each graph must be contiguous")
@@ -102,11 +98,10 @@ class EvalGraphs:
                    edge_gt=None if edge_gt is None else edge_gt.bool())
 
 
-def _graphs(graphs, caller: str, model: Optional[torch.nn.Module] = None, needs_y: bool = False) -> EvalGraphs:
-    """``EvalGraphs.of(graphs)``, checked (errors name ``caller: graphs``) against the feature widths the
-    ``model`` declares (:func:`refine_fast.validation.model_dims`)."""
-    checks = {} if model is None else dict(model_dims(model), owner="the model's")
-    return EvalGraphs.of(graphs, name=f"{caller}: graphs", needs_y=needs_y, **checks)
+def _graphs(graphs, caller: str, model: Optional[torch.nn.Module] = None) -> EvalGraphs:
+    """``EvalGraphs.of(graphs)``, checked (errors name ``caller: graphs``) against the input the ``model``
+    expects (:func:`refine_fast.validation.model_dims`)."""
+    return EvalGraphs.of(graphs, name=f"{caller}: graphs", **({} if model is None else model_checks(model)))
 
 
 def flatten_importances(importances: Importances, edge_ptr: Tensor, ptr: Optional[Tensor] = None) -> Tensor:
@@ -346,7 +341,7 @@ def correct_subset(model: torch.nn.Module, graphs: Sequence[Data], batch_size: i
     """The paper's filter: indices ``[M]`` of the graphs the model predicts correctly, and
     ``{"num_graphs", "num_correct"}``."""
     batch_size = check_int(batch_size, "correct_subset: batch_size", 1)
-    graphs = check_graphs(graphs, name="correct_subset: graphs", needs_y=True, **model_dims(model), owner="the model's")
+    graphs = check_graphs(graphs, name="correct_subset: graphs", needs_y=True, **model_checks(model))
     was_training = model.training
     model.eval()
     hits: List[Tensor] = []

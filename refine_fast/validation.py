@@ -22,7 +22,7 @@ from torch_geometric.data.data import BaseData
 
 __all__ = ["Spec", "RATIO", "POSITIVE", "SEED", "EXPLAIN_ARGS", "check_args", "check_int", "check_ratios",
            "check_graph_ids", "check_classes", "as_graph_list", "check_graphs", "stack_graphs", "StackedGraphs",
-           "check_batch", "check_widths", "check_ptr", "check_importances", "model_dims", "check_model_dims",
+           "check_batch", "check_features", "check_ptr", "check_importances", "model_dims", "model_checks", "check_model_dims",
            "load_checked"]
 
 
@@ -189,12 +189,18 @@ def _locate(row: int, counts: Sequence[int]) -> tuple[int, int]:
     return g, row - int(ptr[g])
 
 
-def check_widths(node_width: int, edge_width: Optional[int], name: str, node_dim: Optional[int] = None,
-                 edge_dim: Optional[int] = None, needs_edge_attr: Optional[bool] = None,
-                 owner: str = "the explainer's") -> None:
-    """The feature widths of a set of graphs (``edge_width`` None: no ``edge_attr``) against ``owner``'s
-    ``node_dim`` and ``edge_dim`` (> 0: edge features of that width are required; ``needs_edge_attr``
-    overrides whether ``edge_attr`` must be present)."""
+def check_features(x: Tensor, edge_attr: Optional[Tensor], name: str, node_dim: Optional[int] = None,
+                   edge_dim: Optional[int] = None, needs_edge_attr: Optional[bool] = None,
+                   dtype: Optional[torch.dtype] = None, owner: str = "the explainer's") -> None:
+    """The features of a set of graphs, ``x [N, F]`` and ``edge_attr [E, D_e]`` (None: absent), against
+    ``owner``'s ``node_dim`` and ``edge_dim`` (> 0: edge features of that width are required;
+    ``needs_edge_attr`` overrides whether ``edge_attr`` must be present) and floating ``dtype``."""
+    node_width, edge_width = x.size(1), None if edge_attr is None else edge_attr.size(1)
+    if dtype is not None:
+        for key, t in (("x", x), ("edge_attr", edge_attr)):
+            if t is not None and t.is_floating_point() and t.dtype != dtype:
+                raise TypeError(f"{name}: {key} is {t.dtype}, expected {dtype} ({owner}); cast the graphs, or "
+                                f"the explainer and the model (refine.to({t.dtype}), model.to({t.dtype}))")
     if node_dim is not None and node_width != node_dim:
         raise ValueError(f"{name}: the graphs have {node_width} node features (x.size(1)), expected "
                          f"node_dim={node_dim} ({owner})")
@@ -224,22 +230,25 @@ class StackedGraphs:
 
 def check_graphs(graphs: Any, *, name: str = "graphs", node_dim: Optional[int] = None,
                  edge_dim: Optional[int] = None, needs_edge_attr: Optional[bool] = None,
-                 graph_ids: Any = None, needs_y: bool = False, owner: str = "the explainer's") -> List[Data]:
+                 dtype: Optional[torch.dtype] = None, graph_ids: Any = None, needs_y: bool = False,
+                 owner: str = "the explainer's") -> List[Data]:
     """The graphs as a list of PyG ``Data``, after checking every one (see :func:`stack_graphs`)."""
     return stack_graphs(graphs, name=name, node_dim=node_dim, edge_dim=edge_dim, needs_edge_attr=needs_edge_attr,
-                        graph_ids=graph_ids, needs_y=needs_y, owner=owner).graphs
+                        dtype=dtype, graph_ids=graph_ids, needs_y=needs_y, owner=owner).graphs
 
 
 def stack_graphs(graphs: Any, *, name: str = "graphs", node_dim: Optional[int] = None,
                  edge_dim: Optional[int] = None, needs_edge_attr: Optional[bool] = None,
-                 graph_ids: Any = None, needs_y: bool = False, owner: str = "the explainer's") -> StackedGraphs:
+                 dtype: Optional[torch.dtype] = None, graph_ids: Any = None, needs_y: bool = False,
+                 owner: str = "the explainer's") -> StackedGraphs:
     """The graphs checked and concatenated (:class:`StackedGraphs`); raises naming ``name[i]``.
 
     Checked: a list/dataset (a ``Data`` or ``Batch`` is refused by name, with a hint), each item a
     homogeneous ``Data`` with floating ``x [N, F]``, integer ``edge_index [2, E]`` with ids in
     ``[0, N)``, optional ``edge_attr`` (``[E]`` or ``[E, D_e]``: one row per edge) on every graph or
     none, optional ``edge_gt [E]``; the same widths and device on every graph; finite ``x`` and
-    ``edge_attr``; widths against ``node_dim`` / ``edge_dim`` of ``owner`` (see :func:`check_widths`);
+    ``edge_attr``; widths and dtype against ``owner``'s ``node_dim``, ``edge_dim``, ``dtype`` (see
+    :func:`check_features`);
     with ``needs_y`` one label ``y`` per graph. ``graph_ids`` (dataset ids) are named in messages.
     """
     graphs = as_graph_list(graphs, name)
@@ -288,8 +297,7 @@ def stack_graphs(graphs: Any, *, name: str = "graphs", node_dim: Optional[int] =
     edge_attr = _cat([a.view(-1, 1) if a.dim() == 1 else a for a in attrs], 0, "edge_attr",
                      "edge_attr width", label) if attrs else None
     _check_values(label, x, n_nodes, edge_index, n_edges, edge_attr)
-    check_widths(x.size(1), None if edge_attr is None else edge_attr.size(1), name, node_dim, edge_dim,
-                 needs_edge_attr, owner)
+    check_features(x, edge_attr, name, node_dim, edge_dim, needs_edge_attr, dtype, owner)
     return StackedGraphs(graphs, x, edge_index, edge_attr, n_nodes, n_edges, ids)
 
 
@@ -368,7 +376,8 @@ def _check_values(label, x: Tensor, n_nodes: List[int], edge_index: Tensor, n_ed
 
 def check_batch(x: Any, edge_index: Any, batch: Any = None, edge_attr: Any = None, *, name: str,
                 node_dim: Optional[int] = None, edge_dim: Optional[int] = None,
-                needs_edge_attr: Optional[bool] = None, owner: str = "the explainer's") -> None:
+                needs_edge_attr: Optional[bool] = None, dtype: Optional[torch.dtype] = None,
+                owner: str = "the explainer's") -> None:
     """A PyG mini-batch as tensors: floating ``x [N, F]``, integer ``edge_index [2, E]`` with both ends
     of every edge in one graph, ``batch [N]`` sorted (default: one graph), ``edge_attr`` ``[E]`` or
     ``[E, D_e]``; finite values and widths as :func:`check_graphs`. Messages name graph ``b`` of the batch."""
@@ -417,8 +426,8 @@ def check_batch(x: Any, edge_index: Any, batch: Any = None, edge_attr: Any = Non
         if bad is not None:
             raise ValueError(f"{label(int(batch[edge_index[0, bad]]))}: edge_attr has NaN or inf at edge {bad} "
                              f"of the batch; expected finite edge features")
-    edge_width = None if edge_attr is None else (1 if edge_attr.dim() == 1 else edge_attr.size(1))
-    check_widths(x.size(1), edge_width, name, node_dim, edge_dim, needs_edge_attr, owner)
+    check_features(x, None if edge_attr is None else edge_attr.view(edge_attr.size(0), -1), name, node_dim,
+                   edge_dim, needs_edge_attr, dtype, owner)
 
 
 # -- importances -------------------------------------------------------------------------------------
@@ -451,12 +460,19 @@ def check_importances(flat: Tensor, edge_ptr: Tensor, name: str = "importances")
 
 # -- models and files --------------------------------------------------------------------------------
 
-def model_dims(model: torch.nn.Module) -> Dict[str, Optional[int]]:
-    """``{"node_dim", "edge_dim"}`` a model declares in a ``config`` dict (``in_channels``, ``edge_dim``,
-    as refine_fast's target GNNs do); None for what it does not declare (any other model)."""
+def model_dims(model: torch.nn.Module) -> Dict[str, Any]:
+    """``{"node_dim", "edge_dim", "dtype"}`` of the input a model expects: the widths it declares in a
+    ``config`` dict (``in_channels``, ``edge_dim``, as refine_fast's target GNNs do) and the dtype of its
+    floating parameters; None for what it does not declare."""
     config = getattr(model, "config", None)
     config = config if isinstance(config, dict) else {}
-    return {"node_dim": config.get("in_channels"), "edge_dim": config.get("edge_dim")}
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    return {"node_dim": config.get("in_channels"), "edge_dim": config.get("edge_dim"), "dtype": dtype}
+
+
+def model_checks(model: torch.nn.Module) -> Dict[str, Any]:
+    """Keyword arguments of :func:`check_graphs` / :func:`check_batch` for graphs fed to ``model``."""
+    return dict(model_dims(model), owner="the model's")
 
 
 def check_model_dims(model: torch.nn.Module, name: str, node_dim: Optional[int] = None,

@@ -62,6 +62,11 @@ def narrow(g):
     return g.x[:, :3]
 
 
+def wide(g):
+    """For :func:`changed`: the graph's edge features in float64."""
+    return g.edge_attr.double()
+
+
 def everywhere(graphs, **values):
     out = list(graphs)
     for i in range(len(out)):
@@ -191,6 +196,8 @@ CASES = [
      ValueError, ["graphs", "5 node features", "node_dim=4"]),
     ("explain-x-width-one-graph", lambda e: explain(e, changed(e.graphs, 4, x=lambda g: torch.rand(g.num_nodes, 5))),
      ValueError, ["graphs[4]", "same node feature width"]),
+    ("explain-float64-x", lambda e: explain(e, everywhere(e.graphs, x=lambda g: g.x.double())), TypeError,
+     ["graphs", "x is torch.float64", "expected torch.float32"]),
     ("explain-inf-x", lambda e: explain(e, changed(e.graphs, 2, x=set_row("x", 1, INF))),
      ValueError, ["graphs[2]", "node 1"]),
     ("explain-float-edge-index", lambda e: explain(e, changed(e.graphs, 1, edge_index=lambda g: g.edge_index.float())),
@@ -264,6 +271,8 @@ CASES = [
     ("acc-auc-single-data", lambda e: acc_auc(e.model, e.graphs[0], e.imps[:1]), TypeError, ["graphs", "single"]),
     ("acc-auc-model-other-dataset", lambda e: acc_auc(MutagenicityNet(), e.graphs, e.imps), ValueError,
      ["acc_auc: graphs", "node_dim=14", "model"]),
+    ("acc-auc-float64-edge-attr", lambda e: acc_auc(e.model, everywhere(e.graphs, edge_attr=wide), e.imps),
+     TypeError, ["acc_auc: graphs", "edge_attr", "the model's"]),
     ("acc-at-ratio-0", lambda e: acc_at_ratio(e.model, e.graphs, e.imps, 0.0), ValueError, ["ratio"]),
     ("recall-n-negative", lambda e: recall_at_n(e.graphs, e.imps, n=-3), ValueError, ["recall_at_n: n", ">= 1"]),
     ("recall-n-0", lambda e: recall_at_n(e.graphs, e.imps, n=0), ValueError, ["n"]),

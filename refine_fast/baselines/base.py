@@ -9,7 +9,7 @@ from typing import List, Optional, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
-from ..validation import SEED, check_graphs, model_dims
+from ..validation import SEED, check_graphs, model_checks
 
 __all__ = ["EdgeExplainer", "Collated", "collate", "model_kwargs", "split_edges",
            "fingerprint", "check_inputs"]
@@ -66,7 +66,7 @@ def check_inputs(model: torch.nn.Module, graphs: Sequence, seed: int, caller: st
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{caller}: model must be a torch.nn.Module, got {type(model).__name__}")
     SEED.check(seed, f"{caller}: seed")
-    return check_graphs(graphs, name=f"{caller}: {arg}", owner="the model's", **model_dims(model))
+    return check_graphs(graphs, name=f"{caller}: {arg}", **model_checks(model))
 
 
 def model_kwargs(model: torch.nn.Module, edge_attr: Optional[Tensor], batch: Tensor) -> dict:

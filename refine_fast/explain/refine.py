@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..validation import (EXPLAIN_ARGS, SEED, as_graph_list, check_args, check_classes, check_int, check_model_dims,
-                          check_widths, load_checked, model_dims)
+                          check_features, load_checked, model_dims)
 from .attributor import StackedAttributors
 from .config import ReFineConfig
 from .fine_tune import check_select, fine_tune
@@ -72,7 +72,7 @@ class ReFine:
         attributors' feature widths, and the edge features the model declares when it reads them."""
         a = self.attributors
         model_edge_dim = model_dims(self.model)["edge_dim"] if self.target.use_edge_attr else None
-        return dict(name=name, node_dim=a.node_dim, edge_dim=a.edge_dim or model_edge_dim)
+        return dict(name=name, node_dim=a.node_dim, edge_dim=a.edge_dim or model_edge_dim, dtype=a.lin_weight.dtype)
 
     def _prepare(self, graphs, graph_ids=None, batch_size: int = 256, classes=None, caller: str = "ReFine",
                  arg: str = "graphs"):
@@ -81,7 +81,7 @@ class ReFine:
         checks = self._input_checks(f"{caller}: {arg}")
         if isinstance(graphs, GraphPack):
             pack = graphs
-            check_widths(pack.x.size(1), None if pack.edge_attr is None else pack.edge_attr.size(1), **checks)
+            check_features(pack.x, pack.edge_attr, **checks)
         else:
             pack = GraphPack(graphs, graph_ids, device=self.device, **checks)
         with self.target.frozen():
