@@ -13,7 +13,7 @@ from refine_fast.evaluation import evaluate_refine
 from refine_fast.explain import GraphPack
 from refine_fast.metrics import (EvalGraphs, acc_at_ratio, acc_auc, correct_subset, edge_auroc,
                                  evaluate_explanations, recall_at_n)
-from refine_fast.models import BA3MotifNet, MutagenicityNet, load_model, save_model
+from refine_fast.models import BA3MotifNet, MutagenicityNet, load_model, save_model, train_gnn
 from refine_fast.store import ExplanationStore
 from refine_fast.stream import explain_to_store
 
@@ -318,6 +318,15 @@ CASES = [
      ValueError, ["PGExplainer.fit: train_graphs", "node_dim=4"]),
     ("refine-variant-fit-batch", lambda e: refine_variants(ReFineConfig(hidden=8, epochs=1))[0].fit(e.model, e.batch),
      TypeError, ["fit: train_graphs", "Batch"]),
+    # -- models.train_gnn ---------------------------------------------------------------------------
+    ("train-gnn-epochs-negative", lambda e: train_gnn(e.model, e.graphs, e.graphs, epochs=-1, progress=False),
+     ValueError, ["train_gnn: epochs", ">= 1"]),
+    ("train-gnn-lr-0", lambda e: train_gnn(e.model, e.graphs, e.graphs, lr=0.0, progress=False), ValueError,
+     ["train_gnn: lr"]),
+    ("train-gnn-no-y", lambda e: train_gnn(e.model, e.graphs, changed(e.graphs, 4, y=None), progress=False),
+     ValueError, ["train_gnn: val_set[4]", "y"]),
+    ("train-gnn-width", lambda e: train_gnn(e.model, everywhere(e.graphs, x=narrow), e.graphs, progress=False),
+     ValueError, ["train_gnn: train_set", "node_dim=4", "the model's"]),
     # -- stream.explain_to_store -------------------------------------------------------------------
     ("stream-ratio", lambda e: store_call(e, ratio=0.0), ValueError, ["explain_to_store: ratio"]),
     ("stream-ids-range", lambda e: store_call(e, tmp_ids=[0, 1, 99]), ValueError, ["explain_to_store: ids[2]", "99"]),
