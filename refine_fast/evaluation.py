@@ -36,7 +36,7 @@ def evaluate_refine(refine, graphs: Sequence, ratios: Sequence[float] = DEFAULT_
     ratios, n = check_ratios(ratios, "evaluate_refine: ratios"), check_int(n, "evaluate_refine: n", 1)
     check_args("evaluate_refine", EXPLAIN_ARGS, steps=steps, seed=seed, batch_size=batch_size)
     graphs = as_graph_list(graphs, "evaluate_refine: graphs")
-    batch = EvalGraphs.of(graphs, **refine._input_checks("evaluate_refine: graphs"))
+    batch = EvalGraphs.of(graphs, **refine.input_checks("evaluate_refine: graphs"))
     model = refine.model
     acc: Dict[float, float] = {}
     if not fine_tune:

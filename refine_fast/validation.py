@@ -22,8 +22,8 @@ from torch_geometric.data.data import BaseData
 
 __all__ = ["Spec", "RATIO", "POSITIVE", "SEED", "EXPLAIN_ARGS", "check_args", "check_int", "check_ratios",
            "check_graph_ids", "check_classes", "as_graph_list", "check_graphs", "stack_graphs", "StackedGraphs",
-           "check_batch", "check_features", "check_ptr", "check_importances", "model_dims", "model_checks", "check_model_dims",
-           "load_checked"]
+           "check_batch", "check_features", "check_ptr", "check_importances", "model_dims", "model_checks",
+           "check_model_dims", "load_checked"]
 
 
 # -- numbers -----------------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ class ReFineAlgorithm(ExplainerAlgorithm):
     def forward(self, model: torch.nn.Module, x: Tensor, edge_index: Tensor, *, target: Tensor,
                 index: Optional[Union[int, Tensor]] = None, **kwargs) -> Explanation:
         batch, edge_attr = kwargs.get("batch"), kwargs.get("edge_attr")
-        pack = GraphPack.from_batch(x, edge_index, batch, edge_attr, **self.refine._input_checks("ReFineAlgorithm"))
+        checks = self.refine.input_checks("ReFineAlgorithm")
+        pack = GraphPack.from_batch(x, edge_index, batch, edge_attr, **checks)
         classes = target.view(-1).long()
         if classes.numel() != len(pack):
             raise ValueError(f"ReFineAlgorithm: target must hold one class per graph ({len(pack)}), "

@@ -7,8 +7,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..validation import (EXPLAIN_ARGS, SEED, as_graph_list, check_args, check_classes, check_int, check_model_dims,
-                          check_features, load_checked, model_dims)
+from ..validation import (EXPLAIN_ARGS, SEED, as_graph_list, check_args, check_classes, check_features, check_int,
+                          check_model_dims, load_checked, model_dims)
 from .attributor import StackedAttributors
 from .config import ReFineConfig
 from .fine_tune import check_select, fine_tune
@@ -37,9 +37,10 @@ class ReFine:
     def __init__(self, model: torch.nn.Module, num_classes: int, node_dim: int, edge_dim: int = 0,
                  hidden: Optional[int] = None, config: Optional[ReFineConfig] = None, seed: int = 0,
                  use_edge_attr: Optional[bool] = None, **overrides):
-        if not isinstance(model, torch.nn.Module) or not isinstance(config, (ReFineConfig, type(None))):
-            raise TypeError(f"ReFine: model must be a torch.nn.Module and config a ReFineConfig or None, got "
-                            f"{type(model).__name__} and {type(config).__name__}")
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"ReFine: model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(config, (ReFineConfig, type(None))):
+            raise TypeError(f"ReFine: config must be a ReFineConfig or None, got {type(config).__name__}")
         config = config or ReFineConfig()
         if hidden is not None:
             overrides["hidden"] = hidden
@@ -67,18 +68,19 @@ class ReFine:
     def device(self) -> torch.device:
         return self.attributors.lin_weight.device
 
-    def _input_checks(self, name: str) -> dict:
+    def input_checks(self, name: str) -> dict:
         """What the graphs must have (keywords of :func:`refine_fast.validation.stack_graphs`): the
         attributors' feature widths, and the edge features the model declares when it reads them."""
         a = self.attributors
         model_edge_dim = model_dims(self.model)["edge_dim"] if self.target.use_edge_attr else None
-        return dict(name=name, node_dim=a.node_dim, edge_dim=a.edge_dim or model_edge_dim, dtype=a.lin_weight.dtype)
+        return dict(name=name, node_dim=a.node_dim, edge_dim=a.edge_dim or model_edge_dim,
+                    dtype=a.lin_weight.dtype)
 
     def _prepare(self, graphs, graph_ids=None, batch_size: int = 256, classes=None, caller: str = "ReFine",
                  arg: str = "graphs"):
         """Pack (and check: errors name ``caller: arg``) graphs; full-graph softmax ``[n, C]``, predicted
         (or given) class and attributor group."""
-        checks = self._input_checks(f"{caller}: {arg}")
+        checks = self.input_checks(f"{caller}: {arg}")
         if isinstance(graphs, GraphPack):
             pack = graphs
             check_features(pack.x, pack.edge_attr, **checks)
