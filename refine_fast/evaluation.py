@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence
 from torch import Tensor
 
 from .metrics import DEFAULT_RATIOS, EvalGraphs, acc_at_ratio, edge_auroc, recall_at_n
+from .validation import EXPLAIN_ARGS, as_graph_list, check_args, check_int, check_ratios
 
 __all__ = ["evaluate_refine", "ground_truth_metrics"]
 
@@ -32,8 +33,10 @@ def evaluate_refine(refine, graphs: Sequence, ratios: Sequence[float] = DEFAULT_
     ``select`` as in :meth:`refine_fast.ReFine.explain`); the
     ground-truth metrics use the explanation fine-tuned at the config's ratio.
     """
-    graphs = list(graphs)
-    batch = EvalGraphs.of(graphs)
+    ratios, n = check_ratios(ratios, "evaluate_refine: ratios"), check_int(n, "evaluate_refine: n", 1)
+    check_args("evaluate_refine", EXPLAIN_ARGS, steps=steps, seed=seed, batch_size=batch_size)
+    graphs = as_graph_list(graphs, "evaluate_refine: graphs")
+    batch = EvalGraphs.of(graphs, **refine.input_checks("evaluate_refine: graphs"))
     model = refine.model
     acc: Dict[float, float] = {}
     if not fine_tune:

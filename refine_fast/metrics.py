@@ -30,6 +30,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from .validation import (RATIO, check_batch, check_graphs, check_importances, check_int, check_ptr,
+                         check_ratios, model_checks)
+
 __all__ = [
     "EvalGraphs", "flatten_importances", "num_kept", "topk_edge_mask", "edge_subgraph", "predict",
     "acc_at_ratio", "acc_auc", "fidelity", "recall_at_n", "edge_auroc", "correct_subset",
@@ -44,13 +47,13 @@ Importances = Union[Sequence[Tensor], Tensor]
 class EvalGraphs:
     """All evaluated graphs as one disjoint union: ``x [N, F]``, ``edge_index [2, E]`` (global ids,
     edges of a graph contiguous), ``edge_attr [E, D] | None``, ``batch [N]``, ``edge_ptr [B + 1]``,
-    ``y [B]``, ``edge_gt`` bool ``[E] | None``."""
+    ``y [B] | None``, ``edge_gt`` bool ``[E] | None``."""
     x: Tensor
     edge_index: Tensor
     edge_attr: Optional[Tensor]
     batch: Tensor
     edge_ptr: Tensor
-    y: Tensor
+    y: Optional[Tensor]
     edge_gt: Optional[Tensor]
 
     def to(self, device: Union[str, torch.device]) -> "EvalGraphs":
@@ -68,32 +71,53 @@ class EvalGraphs:
         return torch.repeat_interleave(torch.arange(self.num_graphs, device=counts.device), counts)
 
     @classmethod
-    def of(cls, graphs: Union["EvalGraphs", Batch, Sequence[Data]]) -> "EvalGraphs":
-        """From a list/dataset of ``Data`` or a PyG ``Batch``."""
+    def of(cls, graphs: Union["EvalGraphs", Batch, Sequence[Data]], name: str = "graphs", **checks) -> "EvalGraphs":
+        """From a list/dataset of ``Data`` or a PyG ``Batch``, checked by
+        :func:`refine_fast.validation.check_graphs` / :func:`~refine_fast.validation.check_batch` (errors
+        name ``name``; ``checks``: their ``node_dim``, ``edge_dim``, ``dtype``, ``owner``)."""
         if isinstance(graphs, EvalGraphs):
             return graphs
-        batch = graphs if isinstance(graphs, Batch) else Batch.from_data_list(list(graphs))
+        if isinstance(graphs, Batch):
+            check_batch(graphs.x, graphs.edge_index, graphs.batch, graphs.get("edge_attr"), name=name, **checks)
+            batch = graphs
+        else:
+            data = check_graphs(graphs, name=name, **checks)
+            if not data:
+                raise ValueError(f"{name} must not be empty")
+            batch = Batch.from_data_list(data)
         num_graphs = batch.num_graphs
+        y = batch.get("y")
         edge_graph = batch.batch[batch.edge_index[0]]
         if edge_graph.numel() and bool((edge_graph.diff() < 0).any()):
             raise ValueError("EvalGraphs: the edges of each graph must be contiguous")
         counts = torch.bincount(edge_graph, minlength=num_graphs)
         edge_ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
         edge_gt = batch.get("edge_gt")
-        return cls(x=batch.x, edge_index=batch.edge_index, edge_attr=batch.get("edge_attr"),
-                   batch=batch.batch, edge_ptr=edge_ptr, y=batch.y.view(-1),
+        return cls(x=batch.x, edge_index=batch.edge_index.long(), edge_attr=batch.get("edge_attr"),
+                   batch=batch.batch, edge_ptr=edge_ptr, y=None if y is None else y.view(-1),
                    edge_gt=None if edge_gt is None else edge_gt.bool())
+
+
+def _graphs(graphs, caller: str, model: Optional[torch.nn.Module] = None) -> EvalGraphs:
+    """``EvalGraphs.of(graphs)``, checked (errors name ``caller: graphs``) against the input the ``model``
+    expects (:func:`refine_fast.validation.model_dims`)."""
+    return EvalGraphs.of(graphs, name=f"{caller}: graphs", **({} if model is None else model_checks(model)))
 
 
 def flatten_importances(importances: Importances, edge_ptr: Tensor, ptr: Optional[Tensor] = None) -> Tensor:
     """One flat ``[E]`` floating tensor (dtype kept, integers become float32) from a list of ``[E_g]`` tensors or from ``(flat, ptr)``,
-    checked against the graphs' ``edge_ptr``."""
+    checked against the graphs' ``edge_ptr``; NaN or inf importances are refused, naming the graph."""
     if isinstance(importances, Tensor):
         flat = importances.reshape(-1)
-        if ptr is not None and not torch.equal(ptr.to(edge_ptr.device), edge_ptr):
-            raise ValueError("importances: ptr does not match the graphs' edge counts")
+        if ptr is not None:
+            check_ptr(ptr, flat.numel(), "ptr")
+            if ptr.numel() != edge_ptr.numel() or not torch.equal(ptr.to(edge_ptr), edge_ptr):
+                raise ValueError("importances: ptr does not match the graphs' edge counts")
     else:
         importances = list(importances)
+        for i, t in enumerate(importances):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"importances[{i}] must be a tensor [E_g], got {type(t).__name__}")
         if len(importances) != edge_ptr.numel() - 1:
             raise ValueError(f"importances: expected {edge_ptr.numel() - 1} tensors (one per graph), "
                              f"got {len(importances)}")
@@ -105,7 +129,8 @@ def flatten_importances(importances: Importances, edge_ptr: Tensor, ptr: Optiona
         flat = torch.cat([t.reshape(-1) for t in importances]) if importances else torch.zeros(0)
     if flat.numel() != int(edge_ptr[-1]):
         raise ValueError(f"importances: expected {int(edge_ptr[-1])} values, got {flat.numel()}")
-    return flat.to(edge_ptr.device) if flat.is_floating_point() else flat.to(edge_ptr.device).float()
+    flat = flat.to(edge_ptr.device) if flat.is_floating_point() else flat.to(edge_ptr.device).float()
+    return check_importances(flat, edge_ptr)
 
 
 def _segment_rank(values: Tensor, edge_ptr: Tensor, descending: bool = True) -> Tensor:
@@ -207,7 +232,8 @@ def acc_at_ratio(model: torch.nn.Module, graphs, importances: Importances, ratio
                  ptr: Optional[Tensor] = None, per_graph: bool = False) -> Union[float, Tensor]:
     """ACC@ρ: fraction of graphs whose top-ρ subgraph keeps the full-graph prediction
     (``per_graph``: the bool ``[B]`` instead)."""
-    graphs = EvalGraphs.of(graphs)
+    ratio = RATIO.check(ratio, "acc_at_ratio: ratio")
+    graphs = _graphs(graphs, "acc_at_ratio", model)
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     hit = _acc_curve(model, graphs, importance, [ratio])[0]
     return hit if per_graph else _mean(hit)
@@ -217,7 +243,8 @@ def acc_auc(model: torch.nn.Module, graphs, importances: Importances,
             ratios: Sequence[float] = DEFAULT_RATIOS, ptr: Optional[Tensor] = None) -> Dict[str, object]:
     """``{"acc_auc": mean ACC@ρ, "acc": {ρ: ACC@ρ}}`` — one model call per ratio (plus one for the
     full graphs)."""
-    graphs = EvalGraphs.of(graphs)
+    ratios = check_ratios(ratios, "acc_auc: ratios")
+    graphs = _graphs(graphs, "acc_auc", model)
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     hit = _acc_curve(model, graphs, importance, list(ratios))
     acc = {float(r): _mean(h) for r, h in zip(ratios, hit)}
@@ -227,10 +254,11 @@ def acc_auc(model: torch.nn.Module, graphs, importances: Importances,
 def fidelity(model: torch.nn.Module, graphs, importances: Importances, ratio: float,
              ptr: Optional[Tensor] = None) -> Tuple[float, float]:
     """``(fid+, fid-)`` of the hard top-ρ explanations (see the module docstring)."""
+    ratio = RATIO.check(ratio, "fidelity: ratio")
+    graphs = _graphs(graphs, "fidelity", model).to(_device(model))
     was_training = model.training
     model.eval()
     try:
-        graphs = EvalGraphs.of(graphs).to(_device(model))
         importance = flatten_importances(importances, graphs.edge_ptr, ptr)
         top = topk_edge_mask(importance, graphs.edge_ptr, ratio)
         full = _full_prediction(model, graphs)
@@ -250,7 +278,8 @@ def _require_gt(graphs: EvalGraphs) -> Tensor:
 def recall_at_n(graphs, importances: Importances, n: int = 5, ptr: Optional[Tensor] = None
                 ) -> Dict[str, float]:
     """``{"recall", "ceiling", "num_graphs"}`` of Recall@N over the graphs with ground-truth edges."""
-    graphs = EvalGraphs.of(graphs)
+    n = check_int(n, "recall_at_n: n", 1)
+    graphs = _graphs(graphs, "recall_at_n")
     gt = _require_gt(graphs)
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     top = _segment_rank(importance, graphs.edge_ptr) < n
@@ -296,7 +325,7 @@ def _auroc(score: Tensor, label: Tensor, segment: Tensor, num_segments: int) -> 
 def edge_auroc(graphs, importances: Importances, ptr: Optional[Tensor] = None) -> Dict[str, float]:
     """``{"auroc_per_graph", "auroc_pooled", "num_graphs"}``: the mean of the per-graph AUROCs over
     graphs with both motif and non-motif edges, and one AUROC over all edges pooled."""
-    graphs = EvalGraphs.of(graphs)
+    graphs = _graphs(graphs, "edge_auroc")
     gt = _require_gt(graphs)
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     auc, valid = _auroc(importance, gt, graphs.edge_batch, graphs.num_graphs)
@@ -311,13 +340,14 @@ def correct_subset(model: torch.nn.Module, graphs: Sequence[Data], batch_size: i
                    ) -> Tuple[Tensor, Dict[str, int]]:
     """The paper's filter: indices ``[M]`` of the graphs the model predicts correctly, and
     ``{"num_graphs", "num_correct"}``."""
+    batch_size = check_int(batch_size, "correct_subset: batch_size", 1)
+    graphs = check_graphs(graphs, name="correct_subset: graphs", needs_y=True, **model_checks(model))
     was_training = model.training
     model.eval()
-    graphs = list(graphs)
     hits: List[Tensor] = []
     try:
         for start in range(0, len(graphs), batch_size):
-            chunk = EvalGraphs.of(graphs[start:start + batch_size]).to(_device(model))
+            chunk = EvalGraphs.of(Batch.from_data_list(graphs[start:start + batch_size])).to(_device(model))
             hits.append(_full_prediction(model, chunk) == chunk.y)
     finally:
         model.train(was_training)
@@ -333,7 +363,10 @@ def evaluate_explanations(model: torch.nn.Module, graphs, importances: Importanc
     """ACC@ρ for every ratio, ACC-AUC, and — when the graphs have ``edge_gt`` — Recall@N with its
     ceiling and the edge AUROCs; fidelity± at ``fidelity_ratio`` when given. The caller passes the
     already filtered graphs (see :func:`correct_subset`)."""
-    graphs = EvalGraphs.of(graphs)
+    ratios, n = check_ratios(ratios, "evaluate_explanations: ratios"), check_int(n, "evaluate_explanations: n", 1)
+    if fidelity_ratio is not None:
+        RATIO.check(fidelity_ratio, "evaluate_explanations: fidelity_ratio")
+    graphs = _graphs(graphs, "evaluate_explanations", model)
     result: Dict[str, object] = dict(acc_auc(model, graphs, importances, ratios, ptr))
     result["num_graphs"] = graphs.num_graphs
     if graphs.edge_gt is not None:

@@ -4,7 +4,8 @@ Only one chunk of graphs is in memory at a time: each pending chunk's graphs are
 source, explained, written, and dropped, so a dataset larger than memory (e.g. PyG's
 ``OnDiskDataset``, see :func:`refine_fast.datasets.open_graphs`) streams through with memory bounded
 by the chunk size. The noise of every graph is keyed by its dataset id, so the importances equal
-those of one in-memory ``ReFine.explain`` call on the same graphs with the same ids and seed.
+those of in-memory ``ReFine.explain`` calls on the same chunks with the same ids and seed (other
+batchings agree up to float rounding, see the README).
 """
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from typing import Iterable, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+from torch_geometric.data import Batch
+from torch_geometric.data.data import BaseData
 
 from .store import ExplanationStore
+from .validation import EXPLAIN_ARGS, check_args, check_graph_ids
 
 __all__ = ["explain_to_store", "fetch", "chunk_edges"]
 
@@ -60,9 +64,19 @@ def explain_to_store(refine, source, store: ExplanationStore, ids: Optional[Ids]
     """
     from tqdm import tqdm
 
+    check_args("explain_to_store", EXPLAIN_ARGS, ratio=ratio, steps=steps, lr=lr, seed=seed, batch_size=batch_size)
+    indexable = hasattr(source, "__len__") and hasattr(source, "__getitem__")
+    if (isinstance(source, BaseData) and not isinstance(source, Batch)) or not indexable:
+        raise TypeError(f"explain_to_store: source must be an indexable graph source (a list of Data, a "
+                        f"dataset), got {type(source).__name__}")
     ids = range(len(source)) if ids is None else ids
     if len(ids) != store.num_graphs:
         raise ValueError(f"explain_to_store: ids has {len(ids)} graphs, the store {store.num_graphs}")
+    checked = check_graph_ids(ids, len(ids), "explain_to_store: ids")
+    if checked.numel() and int(checked.max()) >= len(source):
+        bad = int((checked >= len(source)).nonzero()[0])
+        raise ValueError(f"explain_to_store: ids[{bad}] = {int(checked[bad])} is not a graph of the source "
+                         f"({len(source)} graphs)")
     todo = list(store.pending() if chunks is None else chunks)
     explained = 0
     for s, e in tqdm(todo, desc=desc, unit="chunk", disable=not progress):

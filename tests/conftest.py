@@ -10,12 +10,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
+# $REFINE_FAST_SHARED, else ../shared beside the checkout, else /work/shared (for git worktrees elsewhere)
+SHARED = Path(os.environ.get("REFINE_FAST_SHARED", REPO_ROOT.parent / "shared"))
+DATA_ROOT = (SHARED if SHARED.is_dir() else Path("/work/shared")) / "data"
 
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """``../shared/data`` relative to the repository (tests using it are skipped when it is absent)."""
+    """``<shared>/data`` (see ``SHARED``; tests using it are skipped when it is absent)."""
     if not DATA_ROOT.is_dir():
         pytest.skip(f"real data not found at {DATA_ROOT}")
     return DATA_ROOT

@@ -100,7 +100,8 @@ def test_sa_graph_without_edges(model, graphs):
 
 
 def test_random_is_seeded_chance(model, graphs):
-    empty = Data(x=torch.rand(3, 4), edge_index=torch.zeros(2, 0, dtype=torch.long), y=torch.tensor([0]))
+    empty = Data(x=torch.rand(3, 4), edge_index=torch.zeros(2, 0, dtype=torch.long),
+                 edge_attr=torch.zeros(0, 1), y=torch.tensor([0]))
     a = Random().explain(model, graphs + [empty], seed=1)
     check(a, graphs + [empty])
     assert all(torch.equal(x, y) for x, y in zip(a, Random().explain(model, graphs + [empty], seed=1)))

@@ -9,8 +9,10 @@ from typing import List, Optional, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
+from ..validation import SEED, check_graphs, model_checks
+
 __all__ = ["EdgeExplainer", "Collated", "collate", "model_kwargs", "split_edges",
-           "fingerprint"]
+           "fingerprint", "check_inputs"]
 
 
 @runtime_checkable
@@ -56,6 +58,15 @@ def collate(graphs: Sequence) -> Collated:
     edge_attr = torch.cat(attrs) if all(a is not None for a in attrs) else None
     batch = torch.repeat_interleave(torch.arange(len(graphs)), n)
     return Collated(torch.cat([g.x for g in graphs]), edge_index, edge_attr, batch, edge_ptr)
+
+
+def check_inputs(model: torch.nn.Module, graphs: Sequence, seed: int, caller: str, arg: str = "graphs") -> List:
+    """``graphs`` as a list after :func:`refine_fast.validation.check_graphs` against the feature widths
+    the model declares; ``model`` a module and ``seed`` an int. Errors name ``caller: arg``."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{caller}: model must be a torch.nn.Module, got {type(model).__name__}")
+    SEED.check(seed, f"{caller}: seed")
+    return check_graphs(graphs, name=f"{caller}: {arg}", **model_checks(model))
 
 
 def model_kwargs(model: torch.nn.Module, edge_attr: Optional[Tensor], batch: Tensor) -> dict:

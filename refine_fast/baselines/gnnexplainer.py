@@ -9,7 +9,7 @@ from torch_geometric.explain import Explainer
 from torch_geometric.explain.algorithm import GNNExplainer as PyGGNNExplainer
 
 from ..explain.target import unregister_masks
-from .base import model_kwargs
+from .base import check_inputs, model_kwargs
 
 __all__ = ["GNNExplainer", "graph_model_config"]
 
@@ -31,6 +31,7 @@ class GNNExplainer:
         self.epochs, self.lr = int(epochs), float(lr)
 
     def explain(self, model: torch.nn.Module, graphs: Sequence, seed: int = 0) -> List[Tensor]:
+        graphs = check_inputs(model, graphs, seed, f"{self.name}.explain")
         model.eval()
         explainer = Explainer(model, algorithm=PyGGNNExplainer(epochs=self.epochs, lr=self.lr),
                               explanation_type="phenomenon", edge_mask_type="object", node_mask_type=None,

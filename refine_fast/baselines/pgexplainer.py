@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.explain import Explainer
 from torch_geometric.explain.algorithm import PGExplainer as PyGPGExplainer
 
-from .base import collate, model_kwargs, split_edges
+from .base import check_inputs, collate, model_kwargs, split_edges
 from .gnnexplainer import graph_model_config
 
 __all__ = ["PGExplainer"]
@@ -30,6 +30,7 @@ class PGExplainer:
         self.explainer: Optional[Explainer] = None
 
     def fit(self, model: torch.nn.Module, train_graphs: Sequence, seed: int = 0) -> None:
+        train_graphs = check_inputs(model, train_graphs, seed, f"{self.name}.fit", "train_graphs")
         model.eval()
         torch.manual_seed(seed)
         self.explainer = Explainer(model, algorithm=PyGPGExplainer(epochs=self.epochs, lr=self.lr),
@@ -57,6 +58,7 @@ class PGExplainer:
     def explain(self, model: torch.nn.Module, graphs: Sequence, seed: int = 0) -> List[Tensor]:
         if self.explainer is None or self.explainer.model is not model:
             raise RuntimeError("PGExplainer.explain: call fit(model, train_graphs) with this model first")
+        graphs = check_inputs(model, graphs, seed, f"{self.name}.explain")
         out: List[Tensor] = []
         for start in range(0, len(graphs), 256):
             c = collate(graphs[start:start + 256])

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import fingerprint, model_kwargs
+from .base import check_inputs, fingerprint, model_kwargs
 from .gnnexplainer import graph_model_config
 
 __all__ = ["PGMExplainer", "has_pgmpy"]
@@ -64,6 +64,7 @@ class PGMExplainer:
     def explain(self, model: torch.nn.Module, graphs: Sequence, seed: int = 0) -> List[Tensor]:
         if not has_pgmpy():
             raise ImportError(f"PGM-Explainer needs pgmpy: {INSTALL_HINT}")
+        graphs = check_inputs(model, graphs, seed, f"{self.name}.explain")
         with warnings.catch_warnings():  # "contrib contains experimental code"
             warnings.simplefilter("ignore", UserWarning)
             from torch_geometric.contrib.explain import PGMExplainer as PyGPGMExplainer

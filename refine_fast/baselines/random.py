@@ -6,6 +6,8 @@ from typing import List, Sequence
 import torch
 from torch import Tensor
 
+from .base import check_inputs
+
 __all__ = ["Random"]
 
 
@@ -16,5 +18,6 @@ class Random:
     name = "Random"
 
     def explain(self, model: torch.nn.Module, graphs: Sequence, seed: int = 0) -> List[Tensor]:
+        graphs = check_inputs(model, graphs, seed, f"{self.name}.explain")
         gen = torch.Generator().manual_seed(int(seed))
         return [torch.rand(int(g.num_edges), generator=gen) for g in graphs]

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..explain import ReFine, ReFineConfig
-from .base import collate, fingerprint, model_kwargs
+from .base import check_inputs, collate, fingerprint, model_kwargs
 
 __all__ = ["ReFineExplainer", "refine_variants", "TOP_RHO"]
 
@@ -44,6 +44,7 @@ class ReFineExplainer:
         """Pre-train (or reuse: from ``shared``, or from ``checkpoint_dir`` where the attributors and the
         pre-training seconds are saved, keyed by the config, the target model's weights, the training
         graphs and the seed)."""
+        train_graphs = check_inputs(model, train_graphs, seed, f"{self.name}.fit", "train_graphs")
         settings = json.dumps(self.config.to_dict(), sort_keys=True)
         key = (id(model), settings, int(seed))
         if key not in self.shared:
@@ -75,14 +76,14 @@ class ReFineExplainer:
         start = time.perf_counter()
         refine = ReFine(model, num_classes, g.x.size(-1), edge_dim, config=self.config, seed=seed)
         refine.pretrain(list(train_graphs), seed=seed,
-                        val_dataset=None if val_graphs is None else list(val_graphs), progress=progress)
+                        val_dataset=val_graphs, progress=progress)
         return refine, time.perf_counter() - start
 
     def explain(self, model: torch.nn.Module, graphs: Sequence, seed: int = 0,
                 ratio: Optional[float] = None, batch_size: Optional[int] = None) -> List[Tensor]:
         if self.refine is None or self.refine.model is not model:
             raise RuntimeError(f"{self.name}.explain: call fit(model, train_graphs) with this model first")
-        return self.refine.explain(list(graphs), ratio=ratio, steps=self.steps, seed=seed,
+        return self.refine.explain(graphs, ratio=ratio, steps=self.steps, seed=seed,
                                    batch_size=batch_size, progress=False, select=self.select)
 
 

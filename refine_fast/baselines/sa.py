@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 
 from ..explain.target import unregister_masks
-from .base import collate, model_kwargs, split_edges
+from .base import check_inputs, collate, model_kwargs, split_edges
 
 __all__ = ["SA"]
 
@@ -26,6 +26,7 @@ class SA:
         self.batch_size = int(batch_size)
 
     def explain(self, model: torch.nn.Module, graphs: Sequence, seed: int = 0) -> List[Tensor]:
+        graphs = check_inputs(model, graphs, seed, f"{self.name}.explain")
         model.eval()
         unregister_masks(model)
         out: List[Tensor] = []

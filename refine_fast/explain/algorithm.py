@@ -10,6 +10,7 @@ from torch_geometric.explain import Explanation
 from torch_geometric.explain.algorithm import ExplainerAlgorithm
 from torch_geometric.explain.config import MaskType, ModelMode, ModelReturnType, ModelTaskLevel
 
+from ..validation import EXPLAIN_ARGS, check_args
 from .fine_tune import check_select
 from .packing import GraphPack
 from .refine import ReFine
@@ -33,6 +34,9 @@ class ReFineAlgorithm(ExplainerAlgorithm):
     def __init__(self, refine: ReFine, ratio: Optional[float] = None, steps: Optional[int] = None,
                  lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None, select: str = "sample"):
         super().__init__()
+        if not isinstance(refine, ReFine):
+            raise TypeError(f"ReFineAlgorithm: refine must be a ReFine, got {type(refine).__name__}")
+        check_args("ReFineAlgorithm", EXPLAIN_ARGS, ratio=ratio, steps=steps, lr=lr, seed=seed, batch_size=batch_size)
         check_select(select, "ReFineAlgorithm")
         self.refine = refine
         self.ratio, self.steps, self.lr, self.seed, self.batch_size = ratio, steps, lr, seed, batch_size
@@ -41,7 +45,8 @@ class ReFineAlgorithm(ExplainerAlgorithm):
     def forward(self, model: torch.nn.Module, x: Tensor, edge_index: Tensor, *, target: Tensor,
                 index: Optional[Union[int, Tensor]] = None, **kwargs) -> Explanation:
         batch, edge_attr = kwargs.get("batch"), kwargs.get("edge_attr")
-        pack = GraphPack.from_batch(x, edge_index, batch, edge_attr)
+        checks = self.refine.input_checks("ReFineAlgorithm")
+        pack = GraphPack.from_batch(x, edge_index, batch, edge_attr, **checks)
         classes = target.view(-1).long()
         if classes.numel() != len(pack):
             raise ValueError(f"ReFineAlgorithm: target must hold one class per graph ({len(pack)}), "

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Dict
 
-__all__ = ["ReFineConfig", "CHOICES"]
+from ..validation import POSITIVE, RATIO, Spec
+
+__all__ = ["ReFineConfig", "FIELDS"]
 
 CHOICES = {
     "fidelity": ("log", "prob"),
@@ -13,7 +16,28 @@ CHOICES = {
     "explain_norm": ("running", "graph"),
     "train_on": ("all", "correct"),
 }
-"""The allowed values of the string options."""
+
+FIELDS: Dict[str, Spec] = {
+    "hidden": Spec(int, 1),
+    "num_layers": Spec(int, 1),
+    "epochs": Spec(int, 0),
+    "lr": POSITIVE,
+    "ratio": RATIO,
+    "gamma": Spec(float, 0.0),
+    "tau": POSITIVE,
+    "temperature": POSITIVE,
+    "batch_size": Spec(int, 1),
+    "size_coef": Spec(float, 0.0),
+    "entropy_coef": Spec(float, 0.0),
+    "fine_tune_lr": POSITIVE,
+    "fine_tune_steps": Spec(int, 0),
+    "class_wise": Spec(bool),
+    "log2_noise": Spec(bool),
+    "mask_sigmoid": Spec(bool),
+    **{name: Spec(str, choices=allowed) for name, allowed in CHOICES.items()},
+}
+"""Type and range of every :class:`ReFineConfig` field (``Spec(str, choices=...)`` for string options);
+a field without an entry is refused."""
 
 
 @dataclass
@@ -60,20 +84,10 @@ class ReFineConfig:
     train_on: str = "all"
 
     def __post_init__(self):
-        for name in ("hidden", "num_layers", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"ReFineConfig: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "fine_tune_steps"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"ReFineConfig: {name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 < float(self.ratio) <= 1.0:
-            raise ValueError(f"ReFineConfig: ratio must be in (0, 1], got {self.ratio}")
-        for name in ("tau", "temperature", "lr", "fine_tune_lr"):
-            if float(getattr(self, name)) <= 0.0:
-                raise ValueError(f"ReFineConfig: {name} must be > 0, got {getattr(self, name)}")
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"ReFineConfig: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for f in fields(self):
+            if f.name not in FIELDS:
+                raise TypeError(f"ReFineConfig: field {f.name} has no entry in config.FIELDS (its type and range)")
+            FIELDS[f.name].check(getattr(self, f.name), f"ReFineConfig: {f.name}")
 
     @classmethod
     def for_dataset(cls, name: str, **overrides) -> "ReFineConfig":
@@ -102,4 +116,12 @@ class ReFineConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReFineConfig":
+        """Inverse of :meth:`to_dict`; fields missing from ``d`` (files of older versions) get their
+        defaults, unknown ones raise."""
+        if not isinstance(d, dict):
+            raise TypeError(f"ReFineConfig.from_dict: expected a dict, got {type(d).__name__}")
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"ReFineConfig.from_dict: unknown field(s) {sorted(unknown)} (written by a newer "
+                             f"refine_fast?); known: {[f.name for f in fields(cls)]}")
         return cls(**d)

@@ -7,6 +7,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..validation import check_batch, check_graph_ids, stack_graphs
+
 __all__ = ["GraphBatch", "GraphPack", "KEY_STRIDE"]
 
 KEY_STRIDE = 2**32
@@ -61,58 +63,36 @@ class GraphPack:
     ``graph_ids[i]`` (default ``i``) names graph i in the noise keys.
     """
 
-    def __init__(self, graphs: Sequence, graph_ids: Optional[Sequence[int]] = None, device=None):
-        graphs = list(graphs)
-        if not graphs:
-            raise ValueError("GraphPack: graphs must not be empty")
-        has_attr = [getattr(g, "edge_attr", None) is not None for g in graphs]
-        if any(has_attr) and not all(has_attr):
-            raise ValueError("GraphPack: either every graph or no graph must have edge_attr")
-        xs, eis, attrs, n_nodes, n_edges = [], [], [], [], []
-        for i, g in enumerate(graphs):
-            if g.x is None:
-                raise ValueError(f"GraphPack: graph {i} has no node features x")
-            ei = g.edge_index
-            if ei.dim() != 2 or ei.size(0) != 2:
-                raise ValueError(f"GraphPack: graph {i}: edge_index must have shape [2, E], got {tuple(ei.shape)}")
-            n = g.x.size(0)
-            if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
-                raise ValueError(f"GraphPack: graph {i}: edge_index out of range for {n} nodes")
-            xs.append(g.x)
-            eis.append(ei.long())
-            n_nodes.append(n)
-            n_edges.append(ei.size(1))
-            if has_attr[0]:
-                a = g.edge_attr
-                attrs.append(a.view(-1, 1) if a.dim() == 1 else a)
-        device = torch.device(device) if device is not None else xs[0].device
-        self.x = torch.cat(xs).to(device)
-        self.edge_index = torch.cat(eis, 1).to(device)
-        self.edge_attr = torch.cat(attrs).to(device) if attrs else None
-        self.num_nodes = torch.tensor(n_nodes, dtype=torch.long, device=device)
-        self.num_edges = torch.tensor(n_edges, dtype=torch.long, device=device)
+    def __init__(self, graphs: Sequence, graph_ids: Optional[Sequence[int]] = None, device=None, **checks):
+        """``graphs`` are checked by :func:`refine_fast.validation.stack_graphs`; ``checks`` are its
+        keyword arguments (``name``, default ``'GraphPack: graphs'``, ``node_dim``, ``edge_dim``, ...)."""
+        checks.setdefault("name", "GraphPack: graphs")
+        flat = stack_graphs(graphs, graph_ids=graph_ids, **checks)
+        if not flat.graphs:
+            raise ValueError(f"{checks['name']} must not be empty")
+        device = torch.device(device) if device is not None else flat.x.device
+        self.x = flat.x.to(device)
+        self.edge_index = flat.edge_index.long().to(device)
+        self.edge_attr = None if flat.edge_attr is None else flat.edge_attr.to(device)
+        self.num_nodes = torch.tensor(flat.num_nodes, dtype=torch.long, device=device)
+        self.num_edges = torch.tensor(flat.num_edges, dtype=torch.long, device=device)
         self.node_ptr = torch.cat([self.num_nodes.new_zeros(1), self.num_nodes.cumsum(0)])
         self.edge_ptr = torch.cat([self.num_edges.new_zeros(1), self.num_edges.cumsum(0)])
-        ids = range(len(graphs)) if graph_ids is None else graph_ids
-        self.graph_ids = torch.as_tensor(list(ids), dtype=torch.long, device=device)
-        if self.graph_ids.numel() != len(graphs):
-            raise ValueError(f"GraphPack: graph_ids has {self.graph_ids.numel()} entries for {len(graphs)} graphs")
-        if self.graph_ids.numel() and (int(self.graph_ids.min()) < 0 or int(self.graph_ids.max()) >= 2**31):
-            raise ValueError("GraphPack: graph_ids must be in [0, 2**31)")
+        self.graph_ids = flat.graph_ids.to(device)
 
     @classmethod
     def from_batch(cls, x: Tensor, edge_index: Tensor, batch: Optional[Tensor] = None,
-                   edge_attr: Optional[Tensor] = None, graph_ids: Optional[Sequence[int]] = None) -> "GraphPack":
+                   edge_attr: Optional[Tensor] = None, graph_ids: Optional[Sequence[int]] = None,
+                   **checks) -> "GraphPack":
         """Pack a PyG-style mini-batch (nodes sorted by ``batch``) without splitting it in Python.
-        Edges are reordered by graph (stable); ``pack.edge_order [E]`` maps pack edges to input edges."""
+        Edges are reordered by graph (stable); ``pack.edge_order [E]`` maps pack edges to input edges.
+        The tensors are checked by :func:`refine_fast.validation.check_batch`; ``checks`` are its keyword
+        arguments (``name``, default ``'GraphPack.from_batch'``, ``node_dim``, ``edge_dim``, ...)."""
+        checks.setdefault("name", "GraphPack.from_batch")
+        check_batch(x, edge_index, batch, edge_attr, **checks)
         if batch is None:
             batch = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
-        if batch.numel() != x.size(0):
-            raise ValueError(f"GraphPack.from_batch: batch has {batch.numel()} entries for {x.size(0)} nodes")
-        if batch.numel() > 1 and bool((batch[1:] < batch[:-1]).any()):
-            raise ValueError("GraphPack.from_batch: nodes must be sorted by batch")
-        if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= x.size(0)):
-            raise ValueError("GraphPack.from_batch: edge_index out of range")
+        batch = batch.long()
         B = int(batch.max()) + 1 if batch.numel() else 0
         self = cls.__new__(cls)
         self.num_nodes = torch.bincount(batch, minlength=B)
@@ -128,8 +108,7 @@ class GraphPack:
             edge_attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
             edge_attr = edge_attr[self.edge_order]
         self.edge_attr = edge_attr
-        ids = range(B) if graph_ids is None else graph_ids
-        self.graph_ids = torch.as_tensor(list(ids), dtype=torch.long, device=x.device)
+        self.graph_ids = check_graph_ids(graph_ids, B, f"{checks['name']}: graph_ids", x.device)
         return self
 
     def __len__(self) -> int:

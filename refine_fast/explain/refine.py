@@ -7,6 +7,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from ..validation import (EXPLAIN_ARGS, SEED, as_graph_list, check_args, check_classes, check_features, check_int,
+                          check_model_dims, load_checked, model_dims)
 from .attributor import StackedAttributors
 from .config import ReFineConfig
 from .fine_tune import check_select, fine_tune
@@ -35,13 +37,18 @@ class ReFine:
     def __init__(self, model: torch.nn.Module, num_classes: int, node_dim: int, edge_dim: int = 0,
                  hidden: Optional[int] = None, config: Optional[ReFineConfig] = None, seed: int = 0,
                  use_edge_attr: Optional[bool] = None, **overrides):
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"ReFine: model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(config, (ReFineConfig, type(None))):
+            raise TypeError(f"ReFine: config must be a ReFineConfig or None, got {type(config).__name__}")
         config = config or ReFineConfig()
         if hidden is not None:
             overrides["hidden"] = hidden
         self.config = config.replace(**overrides) if overrides else config
-        if int(num_classes) < 1:
-            raise ValueError(f"ReFine: num_classes must be >= 1, got {num_classes}")
-        self.num_classes = int(num_classes)
+        self.num_classes = check_int(num_classes, "ReFine: num_classes", 1)
+        node_dim, edge_dim = check_int(node_dim, "ReFine: node_dim", 1), check_int(edge_dim, "ReFine: edge_dim", 0)
+        SEED.check(seed, "ReFine: seed")
+        check_model_dims(model, "ReFine", node_dim, edge_dim)
         self.target = TargetModel(model, use_edge_attr)
         groups = self.num_classes if self.config.class_wise else 1
         self.attributors = StackedAttributors(groups, node_dim, edge_dim, self.config.hidden,
@@ -61,17 +68,31 @@ class ReFine:
     def device(self) -> torch.device:
         return self.attributors.lin_weight.device
 
-    def _prepare(self, graphs, graph_ids=None, batch_size: int = 256, classes=None):
-        """Pack graphs; full-graph softmax ``[n, C]``, predicted (or given) class and attributor group."""
-        pack = graphs if isinstance(graphs, GraphPack) else GraphPack(graphs, graph_ids, device=self.device)
+    def input_checks(self, name: str) -> dict:
+        """What the graphs must have (keywords of :func:`refine_fast.validation.stack_graphs`): the
+        attributors' feature widths, and the edge features the model declares when it reads them."""
+        a = self.attributors
+        model_edge_dim = model_dims(self.model)["edge_dim"] if self.target.use_edge_attr else None
+        return dict(name=name, node_dim=a.node_dim, edge_dim=a.edge_dim or model_edge_dim,
+                    dtype=a.lin_weight.dtype)
+
+    def _prepare(self, graphs, graph_ids=None, batch_size: int = 256, classes=None, caller: str = "ReFine",
+                 arg: str = "graphs"):
+        """Pack (and check: errors name ``caller: arg``) graphs; full-graph softmax ``[n, C]``, predicted
+        (or given) class and attributor group."""
+        checks = self.input_checks(f"{caller}: {arg}")
+        if isinstance(graphs, GraphPack):
+            pack = graphs
+            check_features(pack.x, pack.edge_attr, **checks)
+        else:
+            pack = GraphPack(graphs, graph_ids, device=self.device, **checks)
         with self.target.frozen():
             logits = self.target.predict(pack, batch_size)
         if logits.size(1) != self.num_classes:
             raise ValueError(f"ReFine: the model returns {logits.size(1)} classes, expected {self.num_classes}")
         probs = torch.softmax(logits.to(self.attributors.lin_weight.dtype), dim=-1)
-        cls = logits.argmax(-1) if classes is None else torch.as_tensor(classes, dtype=torch.long, device=self.device).view(-1)
-        if cls.numel() != len(pack) or (cls.numel() and (int(cls.min()) < 0 or int(cls.max()) >= self.num_classes)):
-            raise ValueError(f"ReFine: classes must be {len(pack)} class ids in [0, {self.num_classes})")
+        cls = logits.argmax(-1) if classes is None else check_classes(
+            classes, len(pack), self.num_classes, f"{caller}: classes", self.device)
         groups = cls if self.config.class_wise else torch.zeros_like(cls)
         return pack, probs, cls, groups
 
@@ -80,6 +101,7 @@ class ReFine:
         """Pre-train the attributors on ``dataset`` (PyG ``Data`` graphs; labels are not used — each
         graph is explained for the model's predicted class). Defaults from the config.
         Returns the per-epoch history (see :func:`refine_fast.explain.pretrain.pretrain`)."""
+        SEED.check(seed, "ReFine.pretrain: seed")
         data, options = self.pretrain_inputs(dataset, epochs, batch_size, val_dataset)
         with self.target.frozen():
             return pretrain(self.attributors, self.target, *data, self.config, seed=seed, progress=progress,
@@ -90,20 +112,22 @@ class ReFine:
         """``((pack, groups, classes, probs), {epochs, batch_size, val})`` for the pre-training loops
         (:func:`.pretrain.pretrain` and its torchrun twin), with the config's defaults filled in. With
         ``train_on='correct'`` only the graphs the model predicts correctly (``y``) are kept."""
-        epochs = self.config.epochs if epochs is None else int(epochs)
+        check_args("ReFine.pretrain", EXPLAIN_ARGS, batch_size=batch_size)
+        epochs = self.config.epochs if epochs is None else check_int(epochs, "ReFine.pretrain: epochs", 0)
         batch_size = self.config.batch_size if batch_size is None else int(batch_size)
-        train = self._prepare(self._training_graphs(dataset, batch_size, "dataset"), batch_size=batch_size)
-        pack, probs, cls, groups = train
+        pack, probs, cls, groups = self._prepare(self._training_graphs(dataset, batch_size, "dataset"),
+                                                 batch_size=batch_size, caller="ReFine.pretrain", arg="dataset")
         val = None
         if val_dataset is not None:
             vpack, vprobs, vcls, vgroups = self._prepare(self._training_graphs(val_dataset, batch_size, "val_dataset"),
-                                                         batch_size=batch_size)
+                                                         batch_size=batch_size, caller="ReFine.pretrain",
+                                                         arg="val_dataset")
             val = (vpack, vgroups, vcls, vprobs)
         return (pack, groups, cls, probs), {"epochs": epochs, "batch_size": batch_size, "val": val}
 
     def _training_graphs(self, graphs: Sequence, batch_size: int, name: str) -> list:
         """``graphs`` as a list, or (``train_on='correct'``) the ones whose predicted class equals ``y``."""
-        graphs = list(graphs)
+        graphs = as_graph_list(graphs, f"ReFine.pretrain: {name}")
         if self.config.train_on == "all" or not graphs:
             return graphs
         labels = [getattr(g, "y", None) for g in graphs]
@@ -111,7 +135,7 @@ class ReFine:
         if missing:
             raise ValueError(f"ReFine.pretrain: train_on='correct' needs one label y per graph; {name}[{missing[0]}] "
                              f"has {'none' if labels[missing[0]] is None else tuple(labels[missing[0]].shape)}")
-        _, _, cls, _ = self._prepare(graphs, batch_size=batch_size)
+        _, _, cls, _ = self._prepare(graphs, batch_size=batch_size, caller="ReFine.pretrain", arg=name)
         y = torch.tensor([int(t) for t in labels], device=cls.device)
         keep = torch.nonzero(cls == y).view(-1).tolist()
         if not keep:
@@ -132,23 +156,25 @@ class ReFine:
         as the reference implementation); defaults from the config
         (``ratio``, ``fine_tune_steps``, ``fine_tune_lr``, ``batch_size``). ``steps=0`` = ReFine-FT.
         ``graph_ids`` (default ``0..n-1``) name the graphs in the noise keys: the same id and ``seed``
-        give the same explanation whatever the batch (up to float rounding). ``workers`` (default ``torch.get_num_threads()``)
+        give the same explanation whatever the batch, up to float rounding grown over the steps (float32:
+        within 1e-3, see the README). ``workers`` (default ``torch.get_num_threads()``)
         batches run concurrently in threads with one intra-op thread each — on a small CPU this beats
-        intra-op parallelism of the many small ops; results do not depend on it beyond float rounding."""
+        intra-op parallelism of the many small ops; results differ across ``workers`` as across batchings.
+        Every argument is checked first (:mod:`refine_fast.validation`): the graphs against the
+        attributors' ``node_dim`` / ``edge_dim``, finite features, ``edge_index`` in range, one
+        ``edge_attr`` row per edge."""
+        check_args("ReFine.explain", EXPLAIN_ARGS, ratio=ratio, steps=steps, lr=lr, batch_size=batch_size,
+                   seed=seed, workers=workers)
         ratio = self.config.ratio if ratio is None else ratio
         steps = self.config.fine_tune_steps if steps is None else int(steps)
         lr = self.config.fine_tune_lr if lr is None else float(lr)
         batch_size = self.config.batch_size if batch_size is None else int(batch_size)
-        if not 0.0 < float(ratio) <= 1.0:
-            raise ValueError(f"ReFine.explain: ratio must be in (0, 1], got {ratio}")
-        if steps < 0 or batch_size < 1:
-            raise ValueError(f"ReFine.explain: steps must be >= 0 and batch_size >= 1, got {steps}, {batch_size}")
         check_select(select, "ReFine.explain")
         if not isinstance(graphs, GraphPack):
-            graphs = list(graphs)
+            graphs = as_graph_list(graphs, "ReFine.explain: graphs")
         if len(graphs) == 0:
             return []
-        pack, probs, _, groups = self._prepare(graphs, graph_ids, batch_size, classes)
+        pack, probs, _, groups = self._prepare(graphs, graph_ids, batch_size, classes, caller="ReFine.explain")
         with self.target.frozen():
             out = fine_tune(self.attributors, self.target, pack, groups, probs, self.config, ratio=float(ratio),
                             steps=steps, lr=lr, seed=seed, batch_size=batch_size, progress=progress,
@@ -169,12 +195,21 @@ class ReFine:
     @classmethod
     def load(cls, path: Union[str, Path], model: torch.nn.Module, map_location=None) -> "ReFine":
         """Rebuild a saved ReFine around the target ``model``."""
-        state = torch.load(str(path), map_location=map_location or "cpu", weights_only=True)
-        if state.get("format") != _FORMAT:
-            raise ValueError(f"ReFine.load: {path} is not a refine_fast ReFine file (format {state.get('format')})")
-        refine = cls(model, state["num_classes"], state["node_dim"], state["edge_dim"],
-                     config=ReFineConfig.from_dict(state["config"]), use_edge_attr=state["use_edge_attr"])
-        sd = state["state_dict"]
-        refine.attributors.to(sd["lin_weight"].dtype)
-        refine.attributors.load_state_dict(sd)
+        state = load_checked(path, "ReFine.load", map_location)
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"ReFine.load: {path} is not a refine_fast ReFine file (format {found})")
+        missing = sorted({"config", "num_classes", "node_dim", "edge_dim", "use_edge_attr", "state_dict"} - set(state))
+        if missing:
+            raise ValueError(f"ReFine.load: {path} lacks {missing}; not a complete ReFine file")
+        try:
+            refine = cls(model, state["num_classes"], state["node_dim"], state["edge_dim"],
+                         config=ReFineConfig.from_dict(state["config"]), use_edge_attr=state["use_edge_attr"])
+            sd = state["state_dict"]
+            refine.attributors.to(sd["lin_weight"].dtype)
+            refine.attributors.load_state_dict(sd)
+        except (TypeError, ValueError) as error:  # settings that do not fit the model (or are invalid)
+            raise type(error)(f"ReFine.load: {path}: {error}") from error
+        except (KeyError, RuntimeError) as error:  # missing weights, or weights of other shapes
+            raise ValueError(f"ReFine.load: {path} holds weights that do not fit its settings: {error}") from error
         return refine

@@ -6,8 +6,9 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from ..validation import load_checked
 from .gnns import MODEL_CLASSES, TargetGNN
-from .reference import ReferenceBA3Net, ReferenceMutagNet, load_reference_model
+from .reference import ReferenceBA3Net, ReferenceMutagNet, load_reference_model, reference_class
 
 _CLASSES = {**MODEL_CLASSES, **{cls.__name__: cls for cls in (ReferenceBA3Net, ReferenceMutagNet)}}
 
@@ -34,11 +35,14 @@ def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_model: no model file at {path}")
-    blob = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(blob, dict) and "model_class" not in blob and all(isinstance(v, torch.Tensor) for v in blob.values()):
-        model = load_reference_model(path, map_location)
+    blob = load_checked(path, "load_model", map_location)
+    if isinstance(blob, dict) and "model_class" not in blob and reference_class(blob) is not None:
+        model = load_reference_model(path, map_location)  # a released reference state_dict
         model.extra = {}
         return model
+    if not isinstance(blob, dict) or not {"config", "state_dict"} <= set(blob):
+        raise ValueError(f"load_model: {path} is not a model file written by save_model (nor a released "
+                         f"reference state_dict)")
     cls = _CLASSES.get(blob.get("model_class"))
     if cls is None:
         raise ValueError(f"load_model: {path} holds unknown model class {blob.get('model_class')!r}")

@@ -22,7 +22,7 @@ from torch_geometric.nn import BatchNorm, GINEConv, MessagePassing, global_mean_
 from .gnns import TargetGNN
 
 __all__ = ["LegacyLEConv", "ReferenceMutagNet", "ReferenceBA3Net", "load_reference_model", "reference_split",
-           "load_reference_splits", "REFERENCE_SPLIT_SIZES", "REFERENCE_FILES"]
+           "load_reference_splits", "reference_class", "REFERENCE_SPLIT_SIZES", "REFERENCE_FILES"]
 
 REFERENCE_SPLIT_SIZES: Dict[str, tuple] = {"mutag": (4337, 500, 500), "ba3": (3000, 400, 400)}
 """``(graphs in file order, test, validation)`` of the reference's split of each dataset."""
@@ -107,6 +107,15 @@ class ReferenceBA3Net(TargetGNN):
         return self.lin2(torch.relu(self.lin1(h)))
 
 
+def reference_class(state: dict) -> Optional[type]:
+    """The released architecture a state_dict belongs to (by its keys), or None."""
+    if "edge_emb.weight" in state and "convs.0.nn.0.weight" in state:
+        return ReferenceMutagNet
+    if "convs.0.lin3.weight" in state and "node_emb.weight" in state:
+        return ReferenceBA3Net
+    return None
+
+
 def load_reference_model(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> TargetGNN:
     """One of the released target GNNs from its state_dict file (``mutag_net_state.pt`` /
     ``ba3_net_state.pt``), in eval mode. The architecture is recognized by the state_dict's keys."""
@@ -119,13 +128,11 @@ def load_reference_model(path: Union[str, Path], map_location: Union[str, torch.
         raise ValueError(f"load_reference_model: {path} is not a readable torch state_dict ({error})") from None
     if not isinstance(state, dict):
         raise ValueError(f"load_reference_model: {path} holds a {type(state).__name__}, expected a state_dict")
-    if "edge_emb.weight" in state:
-        model: TargetGNN = ReferenceMutagNet()
-    elif "convs.0.lin3.weight" in state:
-        model = ReferenceBA3Net()
-    else:
+    cls = reference_class(state)
+    if cls is None:
         raise ValueError(f"load_reference_model: {path} is neither the reference's Mutagenicity nor its "
                          f"BA-3motif GNN (keys: {sorted(state)[:4]}...)")
+    model: TargetGNN = cls()
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

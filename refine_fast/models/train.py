@@ -9,7 +9,13 @@ from torch import nn
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from ..validation import POSITIVE, SEED, Spec, check_args, check_graphs, model_checks
+
 __all__ = ["train_gnn", "accuracy"]
+
+TRAIN_ARGS = {"epochs": Spec(int, 1), "lr": POSITIVE, "batch_size": Spec(int, 1), "weight_decay": Spec(float, 0.0),
+              "seed": SEED}
+"""Type and range of :func:`train_gnn`'s numeric arguments."""
 
 
 def _logits(model: nn.Module, batch) -> torch.Tensor:
@@ -36,7 +42,13 @@ def train_gnn(model: nn.Module, train_set: Sequence, val_set: Sequence, test_set
     (later epochs win ties) and loads them into ``model`` at the end.
 
     Returns ``{"train_acc", "val_acc", "test_acc" (when ``test_set``), "best_epoch", "epochs"}``.
+    The splits are checked first (:func:`refine_fast.validation.check_graphs`, one label ``y`` per graph).
     """
+    check_args("train_gnn", TRAIN_ARGS, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+               seed=seed)
+    for name, split in (("train_set", train_set), ("val_set", val_set), ("test_set", test_set)):
+        if split is not None:
+            check_graphs(split, name=f"train_gnn: {name}", needs_y=True, **model_checks(model))
     torch.manual_seed(seed)
     device = next(model.parameters()).device
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True,
