@@ -1,12 +1,14 @@
 """ReFine: class-wise pre-trained attributors, fine-tuned per instance in batches."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from ..fileio import atomic_save, model_sha256
 from .attributor import StackedAttributors
 from .config import ReFineConfig
 from .fine_tune import check_select, fine_tune
@@ -135,22 +137,50 @@ class ReFine:
         return [o.detach() for o in out]
 
     def state(self) -> dict:
-        """Everything :meth:`load` needs, as tensors and plain Python types."""
+        """Everything :meth:`load` needs, as tensors and plain Python types, and ``model_sha256``, the
+        fingerprint of the target model (:func:`refine_fast.fileio.model_sha256`) the attributors were
+        pre-trained for."""
         a = self.attributors
         return {"format": _FORMAT, "config": self.config.to_dict(), "num_classes": self.num_classes,
                 "node_dim": a.node_dim, "edge_dim": a.edge_dim, "use_edge_attr": self.target.use_edge_attr,
-                "state_dict": {k: v.detach().cpu() for k, v in a.state_dict().items()}}
+                "state_dict": {k: v.detach().cpu() for k, v in a.state_dict().items()},
+                "model_sha256": model_sha256(self.model)}
 
     def save(self, path: Union[str, Path]) -> None:
-        """Write weights and config; loadable with ``torch.load(path, weights_only=True)``."""
-        torch.save(self.state(), str(path))
+        """Write weights and config (atomically); loadable with ``torch.load(path, weights_only=True)``."""
+        atomic_save(self.state(), path)
 
     @classmethod
-    def load(cls, path: Union[str, Path], model: torch.nn.Module, map_location=None) -> "ReFine":
-        """Rebuild a saved ReFine around the target ``model``."""
-        state = torch.load(str(path), map_location=map_location or "cpu", weights_only=True)
-        if state.get("format") != _FORMAT:
-            raise ValueError(f"ReFine.load: {path} is not a refine_fast ReFine file (format {state.get('format')})")
+    def load(cls, path: Union[str, Path], model: torch.nn.Module, map_location=None,
+             strict_model: bool = False) -> "ReFine":
+        """Rebuild a saved ReFine around the target ``model``.
+
+        The file records the fingerprint of the model it was pre-trained for: another ``model`` gives
+        a warning, or a ``ValueError`` with ``strict_model=True``. Files written before fingerprints
+        were recorded load with a warning that they cannot be checked."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ReFine.load: no explainer file at {path}")
+        try:
+            state = torch.load(str(path), map_location=map_location or "cpu", weights_only=True)
+        except Exception as error:  # truncated, not a torch file, or holding more than tensors and plain types
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"ReFine.load: {path} is not a readable explainer file (truncated or corrupt?): "
+                             f"{reason}") from None
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            got = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"ReFine.load: {path} is not a refine_fast ReFine file (format {got})")
+        expected, actual = state.get("model_sha256"), model_sha256(model)
+        if expected is None:
+            warnings.warn(f"ReFine.load: {path} records no fingerprint of the model it was pre-trained for "
+                          f"(written by an older refine_fast), so it cannot be checked against this model",
+                          stacklevel=2)
+        elif expected != actual:
+            message = (f"ReFine.load: {path} was pre-trained for another model (model sha256 {expected[:12]}…, "
+                       f"this model's {actual[:12]}…)")
+            if strict_model:
+                raise ValueError(message)
+            warnings.warn(message + "; its explanations may not explain this model", stacklevel=2)
         refine = cls(model, state["num_classes"], state["node_dim"], state["edge_dim"],
                      config=ReFineConfig.from_dict(state["config"]), use_edge_attr=state["use_edge_attr"])
         sd = state["state_dict"]

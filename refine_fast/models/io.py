@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from ..fileio import atomic_save
 from .gnns import MODEL_CLASSES, TargetGNN
 
 __all__ = ["save_model", "load_model"]
@@ -19,8 +20,8 @@ def save_model(model: TargetGNN, path: Union[str, Path], extra: Optional[Dict[st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"model_class": name, "config": dict(model.config), "state_dict": state,
-                "extra": dict(extra or {})}, path)
+    atomic_save({"model_class": name, "config": dict(model.config), "state_dict": state,
+                 "extra": dict(extra or {})}, path)
     return path
 
 
@@ -29,11 +30,21 @@ def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_model: no model file at {path}")
-    blob = torch.load(path, map_location=map_location, weights_only=True)
-    cls = MODEL_CLASSES.get(blob.get("model_class"))
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # truncated, not a torch file, or holding more than tensors and plain types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"load_model: {path} is not a readable model file (truncated or corrupt?): {reason}") from None
+    cls = MODEL_CLASSES.get(blob.get("model_class")) if isinstance(blob, dict) else None
     if cls is None:
-        raise ValueError(f"load_model: {path} holds unknown model class {blob.get('model_class')!r}")
-    model = cls(**blob["config"])
-    model.load_state_dict(blob["state_dict"])
+        got = blob.get("model_class") if isinstance(blob, dict) else type(blob).__name__
+        raise ValueError(f"load_model: {path} is not a model file written by save_model (model class {got!r}, "
+                         f"expected one of {sorted(MODEL_CLASSES)})")
+    try:
+        model = cls(**blob["config"])
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"load_model: {path} holds a {cls.__name__} whose config or weights do not fit it: "
+                         f"{str(error).strip().splitlines()[0]}") from None
     model.extra = blob.get("extra", {})
     return model.eval()
