@@ -1,4 +1,4 @@
-"""Safe file writes and content fingerprints.
+"""Safe file writes and reads, and content fingerprints.
 
 :func:`atomic_save` and :func:`atomic_write_text` write to a temporary file beside the target and
 rename it into place, so a reader (or a resumed run) sees the old file or the whole new one, never a
@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor
 
-__all__ = ["atomic_save", "atomic_write_text", "file_sha256", "tensors_sha256", "model_sha256"]
+__all__ = ["atomic_save", "atomic_write_text", "load_tensors", "file_sha256", "tensors_sha256", "model_sha256"]
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
@@ -46,6 +46,20 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     _atomic_write(Path(path), lambda f: f.write(text), "w")
+
+
+def load_tensors(path: str | os.PathLike, what: str, **kwargs) -> Any:
+    """``torch.load(path, weights_only=True, **kwargs)``: tensors and plain types only, so loading runs no
+    code from the file. An empty, truncated or foreign file raises ``ValueError`` naming ``path`` as
+    not a readable ``what``."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is not a readable {what}: the file is empty")
+    try:
+        return torch.load(path, weights_only=True, **kwargs)
+    except Exception as error:  # truncated zip, not a torch file, disallowed types, ...
+        reason = str(error).strip().split("\n")[0].split(". ")[0] or type(error).__name__
+        raise ValueError(f"{path} is not a readable {what} (truncated or corrupt?): {reason}") from None
 
 
 def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .fileio import atomic_save, atomic_write_text, tensors_sha256
+from .fileio import atomic_save, atomic_write_text, load_tensors, tensors_sha256
 
 __all__ = ["ExplanationStore", "load_explanations", "pack", "unpack"]
 
@@ -95,14 +95,7 @@ def _digest(part: dict, extra_keys: Sequence[str] = ()) -> str:
 
 
 def _load(path: Path, mmap: bool = False):
-    """``torch.load`` (tensors and plain types only) with errors that name the file."""
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path} is empty")
-    try:
-        return torch.load(path, weights_only=True, mmap=mmap)
-    except Exception as error:  # truncated zip, not a torch file, disallowed types, ...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path} is not a readable torch file (truncated or corrupt?): {reason}") from None
+    return load_tensors(path, "explanations file", mmap=mmap)
 
 
 class ExplanationStore:

@@ -1,5 +1,6 @@
 """The refine-fast command end to end on a small run: train-gnn → pretrain → explain → evaluate."""
 import json
+import re
 
 import pytest
 import torch
@@ -49,16 +50,27 @@ def test_train_pretrain_explain_evaluate(tmp_path, capsys):
     assert set(both) == {"refine_ft", "refine"} and len(both["refine"]["acc"]) == 10
 
 
+def fails(capsys, argv, message):
+    """``refine-fast ARGV`` exits with code 2 and one line on stderr matching ``message``."""
+    threads = torch.get_num_threads()
+    try:
+        assert cli.main([str(a) for a in argv]) == 2
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"refine-fast {argv[0]}: error: "), err
+    assert re.search(message, lines[0]), lines[0]
+
+
 def test_bad_arguments_are_named(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="--data-root is required"):
-        cli.main(["train-gnn", "--dataset", "mutag", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="exactly one of --explanations"):
-        cli.main(["evaluate", "--dataset", "ba3", "--model", str(tmp_path / "m.pt")])
-    with pytest.raises(SystemExit, match="--explainer needs --dataset"):
-        cli.main(["evaluate", "--model", str(tmp_path / "m.pt"), "--explainer", str(tmp_path / "e.pt")])
-    with pytest.raises(SystemExit):
-        cli.main(["evaluate", "--table", "--dataset", "ba3,vg", "--out", str(tmp_path)])
-    assert "argument --dataset: expected one of ba3, mutag, mnist" in capsys.readouterr().err
+    fails(capsys, ["train-gnn", "--dataset", "mutag", "--out", tmp_path], "--data-root is required")
+    (tmp_path / "m.pt").write_bytes(b"")
+    fails(capsys, ["evaluate", "--dataset", "ba3", "--model", tmp_path / "m.pt"], "exactly one of --explanations")
+    fails(capsys, ["evaluate", "--model", tmp_path / "m.pt", "--explainer", tmp_path / "m.pt"],
+          "--explainer needs --dataset")
+    fails(capsys, ["evaluate", "--table", "--dataset", "ba3,vg", "--out", tmp_path],
+          "argument --dataset: expected one of ba3, mutag, mnist")
 
 
 def test_table_runs_at_one_thread_unless_told(tmp_path, capsys, monkeypatch):
@@ -106,9 +118,8 @@ def test_explain_graphs_on_disk(tmp_path, capsys, ba3_small, model_and_explainer
     index, _ = correct_subset(target, [ba3_small[i] for i in range(60)])
     expected_auc = acc_auc(target, EvalGraphs.of([ba3_small[int(i)] for i in index]), [imps[int(i)] for i in index])
     assert ev["acc_auc"] == pytest.approx(expected_auc["acc_auc"]) and ev["num_graphs"] == 60
-    with pytest.raises(SystemExit, match="--graphs .*missing"):
-        cli.main(["evaluate", "--model", str(model), "--explanations", str(tmp_path / "all"),
-                  "--graphs", str(tmp_path / "missing")])
+    fails(capsys, ["evaluate", "--model", model, "--explanations", tmp_path / "all", "--graphs", tmp_path / "missing"],
+          "--graphs .*missing")
 
     top = run(capsys, "explain", *common, "--id-range", "0:16", "--select", "top", "--out", tmp_path / "top")
     _, imps_top, meta_top = load_explanations(top["explanations"])
@@ -122,25 +133,23 @@ def test_explain_graphs_on_disk(tmp_path, capsys, ba3_small, model_and_explainer
     ids2, imps2, _ = load_explanations(tmp_path / "part")  # read from the chunks
     assert ids2.tolist() == list(range(20, 50)) and all(t.numel() == ba3_small[20 + k].num_edges
                                                          for k, t in enumerate(imps2))
-    threads = torch.get_num_threads()
-    try:
-        for bad in ("50:70", "7", "a:b"):
-            with pytest.raises(SystemExit, match="--id-range"):
-                cli.main(["explain", *map(str, common), "--id-range", bad, "--out", str(tmp_path / "bad")])
-    finally:
-        torch.set_num_threads(threads)
+    fails(capsys, ["explain", *common, "--id-range", "50:70", "--out", tmp_path / "bad"],
+          "--id-range 50:70 is outside the 60 graphs of --graphs")
+    for bad in ("7", "a:b", "5:2", "-1:3"):
+        fails(capsys, ["explain", *common, f"--id-range={bad}", "--out", tmp_path / "bad"],
+              f"argument --id-range: expected .*got '{bad}'")
+    assert not (tmp_path / "bad").exists()
 
 
-def test_explain_source_errors_are_named(tmp_path, model_and_explainer):
+def test_explain_source_errors_are_named(tmp_path, capsys, model_and_explainer):
     model, explainer, _ = model_and_explainer
-    base = ["explain", "--model", str(model), "--explainer", str(explainer), "--out", str(tmp_path / "o")]
+    base = ["explain", "--model", model, "--explainer", explainer, "--out", tmp_path / "o"]
     (tmp_path / "empty").mkdir()
     cases = [([], "exactly one of --dataset NAME or --graphs DIR"),
-             (["--dataset", "ba3", "--graphs", str(tmp_path)], "exactly one of --dataset NAME or --graphs DIR"),
-             (["--graphs", str(tmp_path / "missing")], "--graphs .*missing: .*not a directory"),
-             (["--graphs", str(tmp_path / "empty")], "--graphs .*empty: .*not an OnDiskDataset folder"),
-             (["--graphs", str(tmp_path / "empty"), "--split", "test"], "--split applies only to --dataset"),
+             (["--dataset", "ba3", "--graphs", tmp_path], "exactly one of --dataset NAME or --graphs DIR"),
+             (["--graphs", tmp_path / "missing"], "--graphs .*missing: .*not a directory"),
+             (["--graphs", tmp_path / "empty"], "--graphs .*empty: .*not a graph set folder"),
+             (["--graphs", tmp_path / "empty", "--split", "test"], "--split applies only to --dataset"),
              (["--dataset", "ba3", "--id-range", "0:5"], "--id-range applies only to --graphs")]
     for extra, message in cases:
-        with pytest.raises(SystemExit, match=message):
-            cli.main(base + extra)
+        fails(capsys, base + extra, message)

@@ -1,4 +1,5 @@
-"""Where processed datasets are cached, keyed by the content of the files they were processed from."""
+"""Where processed datasets are cached, keyed by the content of the files they were processed from, and
+content fingerprints of loaded datasets."""
 from __future__ import annotations
 
 import hashlib
@@ -6,9 +7,11 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..fileio import file_sha256
+from torch import Tensor
 
-__all__ = ["default_cache_dir", "source_key"]
+from ..fileio import file_sha256, tensors_sha256
+
+__all__ = ["default_cache_dir", "source_key", "dataset_sha256"]
 
 
 def default_cache_dir() -> Path:
@@ -24,3 +27,12 @@ def source_key(files: Iterable[Path]) -> str:
     for f in sorted(Path(f) for f in files):
         h.update(f"{f.name}\0{file_sha256(f)}\0".encode())
     return h.hexdigest()[:16]
+
+
+def dataset_sha256(dataset) -> str:
+    """Fingerprint of an in-memory PyG dataset's content: :func:`refine_fast.fileio.tensors_sha256` of its
+    collated tensors, their slices and its ``split_idx`` (when it has one)."""
+    tensors = {f"data.{k}": v for k, v in dataset._data.to_dict().items() if isinstance(v, Tensor)}
+    tensors.update({f"slices.{k}": v for k, v in (dataset.slices or {}).items()})
+    tensors.update({f"split.{k}": v for k, v in getattr(dataset, "split_idx", {}).items()})
+    return tensors_sha256(tensors)

@@ -8,7 +8,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..fileio import atomic_save, model_sha256
+from ..fileio import atomic_save, load_tensors, model_sha256
 from .attributor import StackedAttributors
 from .config import ReFineConfig
 from .fine_tune import check_select, fine_tune
@@ -102,7 +102,7 @@ class ReFine:
 
     def explain(self, graphs: Sequence, ratio: Optional[float] = None, steps: Optional[int] = None,
                 lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None,
-                graph_ids: Optional[Sequence[int]] = None, progress: bool = True,
+                graph_ids: Optional[Sequence[int]] = None, progress: Union[bool, "tqdm"] = True,
                 classes: Optional[Union[Sequence[int], Tensor]] = None, workers: Optional[int] = None,
                 select: str = "sample") -> List[Tensor]:
         """Edge importances, one ``[E_g]`` tensor per graph in input order.
@@ -115,7 +115,8 @@ class ReFine:
         ``graph_ids`` (default ``0..n-1``) name the graphs in the noise keys: the same id and ``seed``
         give the same explanation whatever the batch (up to float rounding). ``workers`` (default ``torch.get_num_threads()``)
         batches run concurrently in threads with one intra-op thread each — on a small CPU this beats
-        intra-op parallelism of the many small ops; results do not depend on it beyond float rounding."""
+        intra-op parallelism of the many small ops; results do not depend on it beyond float rounding.
+        ``progress``: show a bar of graphs done, or advance the given ``tqdm`` bar by them."""
         ratio = self.config.ratio if ratio is None else ratio
         steps = self.config.fine_tune_steps if steps is None else int(steps)
         lr = self.config.fine_tune_lr if lr is None else float(lr)
@@ -162,11 +163,9 @@ class ReFine:
         if not path.is_file():
             raise FileNotFoundError(f"ReFine.load: no explainer file at {path}")
         try:
-            state = torch.load(str(path), map_location=map_location or "cpu", weights_only=True)
-        except Exception as error:  # truncated, not a torch file, or holding more than tensors and plain types
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ValueError(f"ReFine.load: {path} is not a readable explainer file (truncated or corrupt?): "
-                             f"{reason}") from None
+            state = load_tensors(path, "explainer file", map_location=map_location or "cpu")
+        except ValueError as error:
+            raise ValueError(f"ReFine.load: {error}") from None
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             got = state.get("format") if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"ReFine.load: {path} is not a refine_fast ReFine file (format {got})")

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
-from ..fileio import atomic_save
+from ..fileio import atomic_save, load_tensors
 from .gnns import MODEL_CLASSES, TargetGNN
 
 __all__ = ["save_model", "load_model"]
@@ -31,10 +31,9 @@ def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = 
     if not path.is_file():
         raise FileNotFoundError(f"load_model: no model file at {path}")
     try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # truncated, not a torch file, or holding more than tensors and plain types
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"load_model: {path} is not a readable model file (truncated or corrupt?): {reason}") from None
+        blob = load_tensors(path, "model file", map_location=map_location)
+    except ValueError as error:
+        raise ValueError(f"load_model: {error}") from None
     cls = MODEL_CLASSES.get(blob.get("model_class")) if isinstance(blob, dict) else None
     if cls is None:
         got = blob.get("model_class") if isinstance(blob, dict) else type(blob).__name__
