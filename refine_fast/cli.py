@@ -195,21 +195,30 @@ def _load_explainer(args, model):
         raise UsageError(f"--explainer: {error}{hint}") from None
 
 
-def _check_fits(graph, where: str, model, refine=None) -> None:
-    """The model (and explainer) of the command against one graph of its data: feature widths and
-    class counts, so a file made for another dataset is named instead of failing in a matrix product."""
-    config = getattr(model, "config", {})
+def _widths(graph) -> tuple:
+    """``(node features, edge features)`` of a graph (``None`` where it has none)."""
     width = graph.x.size(-1) if getattr(graph, "x", None) is not None else None
     attr = getattr(graph, "edge_attr", None)
-    edge_width = attr.size(-1) if attr is not None and attr.dim() == 2 else None
+    return width, attr.size(-1) if attr is not None and attr.dim() == 2 else None
+
+
+def _check_model_fits(graph, where: str, model) -> None:
+    """The ``--model`` file against one graph of the command's data (feature widths), so a model made
+    for another dataset is named instead of failing in a matrix product."""
+    config = getattr(model, "config", {})
+    width, edge_width = _widths(graph)
     if "in_channels" in config and width is not None and config["in_channels"] != width:
         raise UsageError(f"--model: a {type(model).__name__} for {config['in_channels']} node features, but the graphs "
                          f"of {where} have {width}")
     if config.get("edge_dim") and edge_width is not None and config["edge_dim"] != edge_width:
         raise UsageError(f"--model: a {type(model).__name__} for {config['edge_dim']} edge features, but the graphs "
                          f"of {where} have {edge_width}")
-    if refine is None:
-        return
+
+
+def _check_explainer_fits(graph, where: str, model, refine) -> None:
+    """The ``--explainer`` file against one graph of the data and the model (widths, class count)."""
+    config = getattr(model, "config", {})
+    width, edge_width = _widths(graph)
     a = refine.attributors
     if width is not None and a.node_dim != width:
         raise UsageError(f"--explainer: attributors for {a.node_dim} node features, but the graphs of {where} "
@@ -278,7 +287,7 @@ def cmd_pretrain(args) -> Dict[str, Any]:
     rank, world = _distributed()
     dataset, splits = _load(args)
     model = _load_model(args, map_location=_device())
-    _check_fits(dataset[0], f"--dataset {args.dataset}", model)
+    _check_model_fits(dataset[0], f"--dataset {args.dataset}", model)
     if model.config.get("num_classes", dataset.num_classes) != dataset.num_classes:
         raise UsageError(f"--model: a {type(model).__name__} for {model.config['num_classes']} classes, but "
                          f"--dataset {args.dataset} has {dataset.num_classes}")
@@ -397,10 +406,13 @@ def cmd_explain(args) -> Dict[str, Any]:
     source, ids, meta = _explain_source(args)
     rank, world = _distributed()
     model = _load_model(args, map_location=_device())
+    sample = fetch(source, [int(ids[0])])[0] if len(ids) else None
+    where = f"--dataset {args.dataset}" if args.graphs is None else f"--graphs {args.graphs}"
+    if sample is not None:
+        _check_model_fits(sample, where, model)
     refine = _load_explainer(args, model).to(_device())
-    if len(ids):
-        _check_fits(fetch(source, [int(ids[0])])[0], f"--dataset {args.dataset}" if args.graphs is None
-                    else f"--graphs {args.graphs}", model, refine)
+    if sample is not None:
+        _check_explainer_fits(sample, where, model, refine)
     config = refine.config
     # Every setting that changes a result, as used (the explainer's defaults filled in).
     settings = {"ratio": float(config.ratio if args.ratio is None else args.ratio),
@@ -518,8 +530,10 @@ def cmd_evaluate(args) -> Dict[str, Any]:
     model = _load_model(args)
     if args.explainer is not None:
         _, splits = _load(args)
+        where = f"--dataset {args.dataset}"
+        _check_model_fits(splits[args.split][0], where, model)
         refine = _load_explainer(args, model)
-        _check_fits(splits[args.split][0], f"--dataset {args.dataset}", model, refine)
+        _check_explainer_fits(splits[args.split][0], where, model, refine)
         graphs = _correct(model, splits[args.split])
         result = {"refine_ft": evaluate_refine(refine, graphs, fine_tune=False, seed=args.seed,
                                                progress=not args.no_progress),
@@ -534,7 +548,7 @@ def cmd_evaluate(args) -> Dict[str, Any]:
                 raise UsageError(f"--explanations: graph {int(ids[i])} has {graph.num_edges} edges but "
                                  f"{imp.numel()} importances: they explain other graphs")
         if graphs:
-            _check_fits(graphs[0], "--explanations", model)
+            _check_model_fits(graphs[0], "--explanations", model)
         index, counts = correct_subset(model, graphs)
         graphs = [graphs[int(i)] for i in index]
         imps = [imps[int(i)] for i in index]
