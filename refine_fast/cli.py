@@ -285,8 +285,8 @@ def _pretrain(dataset, splits, model, name: str, args, world: int = 1) -> "Any":
 
 def cmd_pretrain(args) -> Dict[str, Any]:
     rank, world = _distributed()
-    dataset, splits = _load(args)
     model = _load_model(args, map_location=_device())
+    dataset, splits = _load(args)
     _check_model_fits(dataset[0], f"--dataset {args.dataset}", model)
     if model.config.get("num_classes", dataset.num_classes) != dataset.num_classes:
         raise UsageError(f"--model: a {type(model).__name__} for {model.config['num_classes']} classes, but "
@@ -529,10 +529,10 @@ def cmd_evaluate(args) -> Dict[str, Any]:
 
     model = _load_model(args)
     if args.explainer is not None:
+        refine = _load_explainer(args, model)
         _, splits = _load(args)
         where = f"--dataset {args.dataset}"
         _check_model_fits(splits[args.split][0], where, model)
-        refine = _load_explainer(args, model)
         _check_explainer_fits(splits[args.split][0], where, model, refine)
         graphs = _correct(model, splits[args.split])
         result = {"refine_ft": evaluate_refine(refine, graphs, fine_tune=False, seed=args.seed,
@@ -640,13 +640,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gnn-epochs", type=POSITIVE_INT, default=None, help="target GNN epochs (default: the dataset's)")
     p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="pre-training epochs (default: the paper's 25)")
     _common(p, dataset=False)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, parser=p)
 
     p = sub.add_parser("train-gnn", help="train a dataset's target GNN")
     _common(p)
     p.add_argument("--out", required=True, help="folder for model.pt and metrics.json")
     p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="default: the dataset's setting")
-    p.set_defaults(func=cmd_train_gnn)
+    p.set_defaults(func=cmd_train_gnn, parser=p)
 
     p = sub.add_parser("pretrain", help="pre-train ReFine's class-wise attributors")
     _common(p)
@@ -657,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=("refine", "ct", "pg"), default="refine",
                    help="refine; ct = no contrastive term (ReFine-CT); pg = one shared attributor, "
                         "no contrastive term (PGExplainer-equivalent)")
-    p.set_defaults(func=cmd_pretrain)
+    p.set_defaults(func=cmd_pretrain, parser=p)
 
     p = sub.add_parser("explain", help="explain a split or an on-disk graph set in resumable chunks "
                                        "(runs under torchrun too)")
@@ -683,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-merge", action="store_true",
                    help="leave the results in chunks (load_explanations reads them) instead of merging "
                         "them into explanations.pt, which takes 4 bytes per edge + 16 per graph of memory")
-    p.set_defaults(func=cmd_explain)
+    p.set_defaults(func=cmd_explain, parser=p)
 
     p = sub.add_parser("evaluate", help="ACC@ρ curve, ACC-AUC, Recall@N (or the paper's tables with --table)")
     p.add_argument("--dataset", type=_table_datasets, default=None,
@@ -714,14 +714,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default: torch's choice; with --table 1, so that Table 4 times "
                         "every explainer at the same setting)")
     _output_options(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, parser=p)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command; returns the exit code: 0, or 2 after a user error (one line on stderr)."""
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
+        if unknown:  # named by the command's own parser, like every other option error
+            args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit:  # an option error (one line printed) or --help
         return exit.code if isinstance(exit.code, int) else 0
     prog = f"refine-fast {args.command}"
