@@ -1,8 +1,8 @@
 """Safe file writes and reads, and content fingerprints.
 
-:func:`atomic_save` and :func:`atomic_write_text` write to a temporary file beside the target and
-rename it into place, so a reader (or a resumed run) sees the old file or the whole new one, never a
-part. The temporary file is removed on any failure, and a full disk raises an ``OSError`` (errno
+:func:`atomic_save` and :func:`atomic_write_text` (and any writer, through :func:`atomic_path`) write
+to a temporary file beside the target and rename it into place, so a reader (or a resumed run) sees
+the old file or the whole new one, never a part. The temporary file is removed on any failure, and a full disk raises an ``OSError`` (errno
 ``ENOSPC``) that names the path. :func:`file_sha256` hashes a file's bytes; :func:`tensors_sha256`
 hashes named tensors (names, dtypes, shapes and bytes, in name order), so equal contents give equal
 fingerprints whatever the device, the dict order or the file that held them.
@@ -12,30 +12,39 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import Tensor
 
-__all__ = ["atomic_save", "atomic_write_text", "load_tensors", "file_sha256", "tensors_sha256", "model_sha256"]
+__all__ = ["atomic_path", "atomic_save", "atomic_write_text", "load_tensors", "file_sha256", "tensors_sha256",
+           "model_sha256"]
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    """Write ``path`` through ``write(file)`` on a temporary file, then rename it into place."""
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for the block to write; renamed to ``path`` when the block
+    succeeds, removed on any failure (a full disk raises ``OSError`` ENOSPC naming ``path``)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:
             raise OSError(errno.ENOSPC, f"no space left on the device to write {path}") from error
         raise
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    """Write ``path`` through ``write(file)`` on a temporary file, then rename it into place."""
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

@@ -18,6 +18,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
+from ..fileio import atomic_path, atomic_save
+
 __all__ = ["BA3Motif", "load_ba3motif_official", "ba3motif_features", "MOTIFS"]
 
 NUM_BASE = 6
@@ -160,12 +162,13 @@ class BA3Motif(InMemoryDataset):
                 if self.pre_transform is not None:
                     data = self.pre_transform(data)
                 data_list.append(data)
-        self.save(data_list, self.processed_paths[0])
+        with atomic_path(self.processed_paths[0]) as tmp:  # a killed run leaves no half-written cache
+            self.save(data_list, str(tmp))
         perm = torch.randperm(len(data_list), generator=generator)
         n_train, n_val = (round(f * len(data_list)) for f in SPLIT_FRACTIONS)
         split = {"train": perm[:n_train], "val": perm[n_train:n_train + n_val],
                  "test": perm[n_train + n_val:]}
-        torch.save(split, self.processed_paths[1])
+        atomic_save(split, self.processed_paths[1])
 
     def splits(self) -> Tuple["BA3Motif", "BA3Motif", "BA3Motif"]:
         """The (train, val, test) subsets."""

@@ -12,6 +12,7 @@ from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 from tqdm.auto import tqdm
 
+from ..fileio import atomic_path, atomic_save
 from .cache import default_cache_dir, source_key
 
 __all__ = ["MNISTSuperpixels75", "superpixel_graph", "read_mnist_images"]
@@ -152,11 +153,12 @@ class MNISTSuperpixels75(InMemoryDataset):
             if self.pre_transform is not None:
                 data = self.pre_transform(data)
             data_list.append(data)
-        self.save(data_list, self.processed_paths[0])
+        with atomic_path(self.processed_paths[0]) as tmp:  # a killed run leaves no half-written cache
+            self.save(data_list, str(tmp))
         n_train, n_val, _ = self.split_sizes
         index = torch.arange(len(data_list))
-        torch.save({"train": index[:n_train], "val": index[n_train:n_train + n_val],
-                    "test": index[n_train + n_val:]}, self.processed_paths[1])
+        atomic_save({"train": index[:n_train], "val": index[n_train:n_train + n_val],
+                     "test": index[n_train + n_val:]}, self.processed_paths[1])
 
     def __repr__(self) -> str:
         return f"MNISTSuperpixels75({len(self)}, seed={self.seed})"

@@ -12,6 +12,7 @@ from torch import Tensor
 from torch_geometric.datasets import TUDataset
 from torch_geometric.io import fs, read_tu_data
 
+from ..fileio import atomic_path
 from .cache import default_cache_dir, source_key
 
 __all__ = ["Mutagenicity", "find_tu_raw_dir", "check_tu_files", "read_int_lines"]
@@ -132,7 +133,8 @@ class Mutagenicity(TUDataset):
         if gt_file.is_file():
             data.edge_gt = self._edge_gt(raw, gt_file, data.edge_index, slices)
             slices["edge_gt"] = slices["edge_index"]
-        fs.torch_save((data.to_dict(), slices, sizes, data.__class__), self.processed_paths[0])
+        with atomic_path(self.processed_paths[0]) as tmp:  # a killed run leaves no half-written cache
+            fs.torch_save((data.to_dict(), slices, sizes, data.__class__), str(tmp))
 
     def _edge_gt(self, raw: np.ndarray, gt_file: Path, edge_index: Tensor, slices: Dict[str, Tensor]) -> Tensor:
         """Maps the per-line ground truth onto the coalesced edges (global node ids) of ``read_tu_data``;

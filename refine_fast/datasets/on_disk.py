@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, OnDiskDataset
 
-from ..fileio import file_sha256
+from ..fileio import atomic_path, file_sha256
 
 __all__ = ["GraphSet", "write_graphs", "open_graphs"]
 
@@ -181,33 +181,31 @@ def write_graphs(root: str | os.PathLike, graphs: Iterable[Data], batch_size: in
     if first is None:
         raise ValueError("write_graphs: graphs is empty (a graph set takes its schema from its first graph)")
     fields = _schema_of(first)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    dataset = None
     try:
-        dataset = GraphSet(root, fields, file=tmp.name)
-        dataset.db.cursor.execute(f"CREATE TABLE {SCHEMA_TABLE} (id INTEGER PRIMARY KEY, schema TEXT NOT NULL)")
-        dataset.db.cursor.execute(f"INSERT INTO {SCHEMA_TABLE} VALUES (0, ?)",
-                                  (json.dumps({"format": FORMAT, "fields": fields}),))
-        count, batch = 0, [first]
-        for data in graphs:
-            if len(batch) == batch_size:
-                dataset.db.multi_insert(range(count, count + len(batch)),
-                                        [dataset.row(g, count + k) for k, g in enumerate(batch)])
-                count, batch = count + len(batch), []
-            batch.append(data)
-        dataset.db.multi_insert(range(count, count + len(batch)),
-                                [dataset.row(g, count + k) for k, g in enumerate(batch)])
-        dataset.close()
-        os.replace(tmp, path)
-    except BaseException as error:
-        if dataset is not None:
-            dataset.close()
-        for f in (tmp, tmp.with_name(tmp.name + "-journal")):
-            f.unlink(missing_ok=True)
-        if isinstance(error, ValueError):
-            raise ValueError(f"write_graphs: {error}") from None
-        if isinstance(error, (OSError, sqlite3.OperationalError)) and (
-                getattr(error, "errno", None) == errno.ENOSPC or "database or disk is full" in str(error)):
+        with atomic_path(path) as tmp:
+            dataset = GraphSet(root, fields, file=tmp.name)
+            def insert(start: int, batch: List[Data]) -> None:
+                dataset.db.multi_insert(range(start, start + len(batch)),
+                                        [dataset.row(g, start + k) for k, g in enumerate(batch)])
+
+            try:
+                dataset.db.cursor.execute(f"CREATE TABLE {SCHEMA_TABLE} (id INTEGER PRIMARY KEY, schema TEXT NOT NULL)")
+                dataset.db.cursor.execute(f"INSERT INTO {SCHEMA_TABLE} VALUES (0, ?)",
+                                          (json.dumps({"format": FORMAT, "fields": fields}),))
+                count, batch = 0, [first]
+                for data in graphs:
+                    if len(batch) == batch_size:
+                        insert(count, batch)
+                        count, batch = count + len(batch), []
+                    batch.append(data)
+                insert(count, batch)
+            finally:
+                dataset.close()
+                tmp.with_name(tmp.name + "-journal").unlink(missing_ok=True)
+    except ValueError as error:
+        raise ValueError(f"write_graphs: {error}") from None
+    except sqlite3.OperationalError as error:
+        if "disk is full" in str(error):
             raise OSError(errno.ENOSPC, f"no space left on the device to write {path}") from error
         raise
     return open_graphs(root)
