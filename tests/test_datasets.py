@@ -99,6 +99,12 @@ def test_ba3_official_loader(ba3_official, tmp_path):
     assert sum(int(g.edge_gt.sum()) for g in official) > 0.5 * sum(g.num_edges for g in official)
     with pytest.raises(FileNotFoundError, match="ba3motif_official_subset800"):
         load_ba3motif_official(tmp_path / "missing.npz")
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    with pytest.raises(ValueError, match="cut.npz is not a readable npz file"):
+        load_ba3motif_official(tmp_path / "cut.npz")
+    np.savez(tmp_path / "partial.npz", y=np.zeros(2), node_ptr=np.zeros(3))
+    with pytest.raises(ValueError, match="partial.npz lacks the arrays \\['edge_ptr', 'edge_index'"):
+        load_ba3motif_official(tmp_path / "partial.npz")
 
 
 # ---- Mutagenicity ----------------------------------------------------------------------------
