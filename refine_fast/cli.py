@@ -69,7 +69,8 @@ def _id_range_text(text: str) -> tuple:
             raise ValueError
         start, stop = (int(v) if v.strip() else None for v in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected START:STOP (graph ids, either may be empty), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected START:STOP (graph ids, either may be empty), "
+                                         f"got {text!r}") from None
     if (start is not None and start < 0) or (stop is not None and stop < 0) or (
             start is not None and stop is not None and start > stop):
         raise argparse.ArgumentTypeError(f"expected 0 <= START <= STOP, got {text!r}")

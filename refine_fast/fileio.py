@@ -2,10 +2,12 @@
 
 :func:`atomic_save` and :func:`atomic_write_text` (and any writer, through :func:`atomic_path`) write
 to a temporary file beside the target and rename it into place, so a reader (or a resumed run) sees
-the old file or the whole new one, never a part. The temporary file is removed on any failure, and a full disk raises an ``OSError`` (errno
-``ENOSPC``) that names the path. :func:`file_sha256` hashes a file's bytes; :func:`tensors_sha256`
-hashes named tensors (names, dtypes, shapes and bytes, in name order), so equal contents give equal
-fingerprints whatever the device, the dict order or the file that held them.
+the old file or the whole new one, never a part. The temporary file is removed on any failure, and a
+full disk raises an ``OSError`` (errno ``ENOSPC``) that names the path. :func:`load_tensors` reads
+tensors and plain types only, naming a file it cannot read. :func:`file_sha256` hashes a file's
+bytes; :func:`tensors_sha256` hashes named tensors (names, dtypes, shapes and bytes, in name order),
+so equal contents give equal fingerprints whatever the device, the dict order or the file that held
+them.
 """
 from __future__ import annotations
 

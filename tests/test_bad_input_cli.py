@@ -69,8 +69,9 @@ def _evaluate(f, *extra):
     return ["evaluate", "--model", f["model"], "--threads", 1, *extra]
 
 
-def _pretrain(f, *extra):
-    return ["pretrain", "--dataset", "ba3", "--model", f["model"], "--out", f["dir"] / "e.pt", "--cache-dir",
+def _pretrain(f, *extra, model="model"):
+    model = f[model] if model in f else f["dir"] / model
+    return ["pretrain", "--dataset", "ba3", "--model", model, "--out", f["dir"] / "e.pt", "--cache-dir",
             f["dir"] / "cache", *extra]
 
 
@@ -97,29 +98,32 @@ CASES = [
     ("train-gnn unknown dataset", lambda f: ["train-gnn", "--dataset", "vg", "--out", f["dir"] / "g"],
      "argument --dataset: invalid choice: 'vg'"),
     # pretrain
-    ("pretrain missing model", lambda f: _pretrain(f)[:3] + ["--model", f["dir"] / "none.pt", "--out", f["dir"] / "e.pt"],
-     "argument --model: no file at .*none.pt"),
-    ("pretrain truncated model", lambda f: _pretrain(f)[:3] + ["--model", f["cut_model"], "--out", f["dir"] / "e.pt"],
+    ("pretrain missing model", lambda f: _pretrain(f, model="none.pt"), "argument --model: no file at .*none.pt"),
+    ("pretrain truncated model", lambda f: _pretrain(f, model="cut_model"),
      "--model: load_model: .*cut_model.pt is not a readable model file \\(truncated or corrupt\\?\\)"),
-    ("pretrain empty model", lambda f: _pretrain(f)[:3] + ["--model", f["empty_model"], "--out", f["dir"] / "e.pt"],
+    ("pretrain empty model", lambda f: _pretrain(f, model="empty_model"),
      "--model: load_model: .*empty.pt is not a readable model file: the file is empty"),
-    ("pretrain explainer as model", lambda f: _pretrain(f)[:3] + ["--model", f["explainer"], "--out", f["dir"] / "e.pt"],
+    ("pretrain explainer as model", lambda f: _pretrain(f, model="explainer"),
      "--model: load_model: .*refine.pt is not a model file written by save_model"),
     ("pretrain hidden 0", lambda f: _pretrain(f, "--hidden", 0), "argument --hidden: expected an integer >= 1"),
-    ("pretrain epochs x", lambda f: _pretrain(f, "--epochs", "x"), "argument --epochs: expected an integer >= 1, got 'x'"),
+    ("pretrain epochs x", lambda f: _pretrain(f, "--epochs", "x"),
+     "argument --epochs: expected an integer >= 1, got 'x'"),
     ("pretrain epochs -1", lambda f: _pretrain(f, "--epochs=-1"), "argument --epochs: expected an integer >= 1"),
-    ("pretrain model directory", lambda f: _pretrain(f)[:3] + ["--model", f["dir"], "--out", f["dir"] / "e.pt"],
+    ("pretrain model directory", lambda f: _pretrain(f, model="."),
      "argument --model: no file at .* \\(a directory\\)"),
     # explain: numbers
-    ("explain ratio 0", lambda f: _explain(f, "--ratio", 0), "argument --ratio: expected a number in \\(0, 1\\], got '0'"),
+    ("explain ratio 0", lambda f: _explain(f, "--ratio", 0),
+     "argument --ratio: expected a number in \\(0, 1\\], got '0'"),
     ("explain ratio 1.5", lambda f: _explain(f, "--ratio", 1.5), "argument --ratio: expected a number in \\(0, 1\\]"),
     ("explain ratio nan", lambda f: _explain(f, "--ratio", "nan"), "argument --ratio: .*got 'nan'"),
     ("explain lr 0", lambda f: _explain(f, "--lr", 0), "argument --lr: expected a finite number > 0, got '0'"),
     ("explain lr -1", lambda f: _explain(f, "--lr=-1"), "argument --lr: expected a finite number > 0, got '-1'"),
     ("explain lr inf", lambda f: _explain(f, "--lr", "inf"), "argument --lr: expected a finite number > 0, got 'inf'"),
     ("explain steps -1", lambda f: _explain(f, "--steps=-1"), "argument --steps: expected an integer >= 0, got '-1'"),
-    ("explain batch size 0", lambda f: _explain(f, "--batch-size", 0), "argument --batch-size: expected an integer >= 1"),
-    ("explain chunk size 0", lambda f: _explain(f, "--chunk-size", 0), "argument --chunk-size: expected an integer >= 1"),
+    ("explain batch size 0", lambda f: _explain(f, "--batch-size", 0),
+     "argument --batch-size: expected an integer >= 1"),
+    ("explain chunk size 0", lambda f: _explain(f, "--chunk-size", 0),
+     "argument --chunk-size: expected an integer >= 1"),
     ("explain threads -2", lambda f: _explain(f, "--threads=-2"), "argument --threads: expected an integer >= 1"),
     ("explain id range 3", lambda f: _explain(f, "--id-range", 3), "argument --id-range: expected START:STOP"),
     ("explain id range 9:2", lambda f: _explain(f, "--id-range", "9:2"),
@@ -165,7 +169,8 @@ CASES = [
     ("evaluate explainer without dataset", lambda f: _evaluate(f, "--explainer", f["explainer"]),
      "--explainer needs --dataset"),
     ("evaluate explainer of another model", lambda f: ["evaluate", "--dataset", "ba3", "--model", f["other_model"],
-                                                       "--explainer", f["explainer"], "--cache-dir", f["dir"] / "cache"],
+                                                       "--explainer", f["explainer"],
+                                                       "--cache-dir", f["dir"] / "cache"],
      "--explainer: .*pre-trained for another model"),
     ("evaluate table without out", lambda f: ["evaluate", "--table"], "--table needs --out"),
     ("evaluate missing model dir", lambda f: ["evaluate", "--table", "--out", f["dir"] / "t", "--model-dir",

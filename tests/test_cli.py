@@ -236,7 +236,8 @@ def test_explainer_of_another_model_is_refused_and_a_failed_run_writes_nothing(t
     finally:
         torch.set_num_threads(threads)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and re.match("refine-fast explain: warning: ReFine.load: .*pre-trained for another model", err[0])
+    assert len(err) == 1
+    assert re.match("refine-fast explain: warning: ReFine.load: .*pre-trained for another model", err[0])
     fails(capsys, ["evaluate", "--dataset", "ba3", "--model", other, "--explainer", explainer],
           "--explainer: .*pre-trained for another model")
     torch.manual_seed(6)
