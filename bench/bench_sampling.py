@@ -1,7 +1,7 @@
 """Benchmark concrete_sample and segment_select (E = 1M edges, segments of ~60 edges) against
 their eager references, in the same run. Each benchmark checks correctness first.
 
-    cd /work/main && python -m pytest bench/bench_sampling.py -s -q --benchmark-columns=median,iqr,rounds
+    python -m pytest bench/bench_sampling.py -s -q --benchmark-columns=median,iqr,rounds
 
 The summary printed at the end gives the medians and the speed-up over each baseline
 (target: >= 3x the eager reference).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .metrics import DEFAULT_RATIOS, EvalGraphs, acc_at_ratio, edge_auroc, recall_at_n
 from .validation import EXPLAIN_ARGS, as_graph_list, check_args, check_int, check_ratios
@@ -31,7 +32,8 @@ def evaluate_refine(refine, graphs: Sequence, ratios: Sequence[float] = DEFAULT_
     ``fine_tune=False`` scores ReFine-FT (the pre-trained attributors, one explanation for all ρ).
     Otherwise each ρ gets its own fine-tuned explanation (``steps`` steps at ratio ρ, edges picked by
     ``select`` as in :meth:`refine_fast.ReFine.explain`); the
-    ground-truth metrics use the explanation fine-tuned at the config's ratio.
+    ground-truth metrics use the explanation fine-tuned at the config's ratio. ``progress`` shows one bar
+    of graphs per explanation, labelled with its ρ.
     """
     ratios, n = check_ratios(ratios, "evaluate_refine: ratios"), check_int(n, "evaluate_refine: n", 1)
     check_args("evaluate_refine", EXPLAIN_ARGS, steps=steps, seed=seed, batch_size=batch_size)
@@ -39,22 +41,29 @@ def evaluate_refine(refine, graphs: Sequence, ratios: Sequence[float] = DEFAULT_
     batch = EvalGraphs.of(graphs, **refine.input_checks("evaluate_refine: graphs"))
     model = refine.model
     acc: Dict[float, float] = {}
+
+    def bar(label: str) -> tqdm:
+        return tqdm(total=len(graphs), desc=label, unit="graph", disable=not progress, leave=False)
+
     if not fine_tune:
-        imps = refine.explain(graphs, steps=0, seed=seed, batch_size=batch_size, progress=progress)
+        with bar("ReFine-FT") as b:
+            imps = refine.explain(graphs, steps=0, seed=seed, batch_size=batch_size, progress=b)
         for r in ratios:
             acc[float(r)] = acc_at_ratio(model, batch, imps, float(r))
         gt_imps: List[Tensor] = imps
     else:
         gt_imps = []
         for r in ratios:
-            imps = refine.explain(graphs, ratio=float(r), steps=steps, seed=seed, batch_size=batch_size,
-                                  progress=progress, select=select)
+            with bar(f"ReFine ρ={float(r):g}") as b:
+                imps = refine.explain(graphs, ratio=float(r), steps=steps, seed=seed, batch_size=batch_size,
+                                      progress=b, select=select)
             acc[float(r)] = acc_at_ratio(model, batch, imps, float(r))
             if abs(float(r) - refine.config.ratio) < 1e-9:
                 gt_imps = imps
         if not gt_imps:
-            gt_imps = refine.explain(graphs, steps=steps, seed=seed, batch_size=batch_size, progress=progress,
-                                     select=select)
+            with bar(f"ReFine ρ={refine.config.ratio:g}") as b:
+                gt_imps = refine.explain(graphs, steps=steps, seed=seed, batch_size=batch_size, progress=b,
+                                         select=select)
     result: Dict[str, object] = {"acc_auc": sum(acc.values()) / len(acc), "acc": acc, "num_graphs": len(graphs)}
     result.update(ground_truth_metrics(batch, gt_imps, n))
     return result

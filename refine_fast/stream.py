@@ -59,6 +59,8 @@ def explain_to_store(refine, source, store: ExplanationStore, ids: Optional[Ids]
     (default ``store.pending()``) limits the work, e.g. to one rank's share. ``ratio``, ``steps``,
     ``lr``, ``seed``, ``batch_size`` and ``select`` are passed to :meth:`ReFine.explain`.
 
+    ``progress`` shows one bar of the graphs done (and graphs/s) on stderr, advanced batch by batch.
+
     Memory: one chunk of ``store.chunk_size`` graphs, their fine-tuning working set
     (``batch_size`` graphs at a time) and their importances (4 bytes per edge) at a time.
     """
@@ -79,12 +81,13 @@ def explain_to_store(refine, source, store: ExplanationStore, ids: Optional[Ids]
                          f"({len(source)} graphs)")
     todo = list(store.pending() if chunks is None else chunks)
     explained = 0
-    for s, e in tqdm(todo, desc=desc, unit="chunk", disable=not progress):
-        chunk_ids = _slice(ids, s, e)
-        graphs = fetch(source, chunk_ids)
-        imps = refine.explain(graphs, ratio=ratio, steps=steps, lr=lr, seed=seed, batch_size=batch_size,
-                              graph_ids=chunk_ids.tolist(), progress=False, select=select)
-        store.write(s, e, imps, graph_ids=chunk_ids)
-        explained += e - s
-        del graphs, imps  # before the next chunk is fetched
+    with tqdm(total=sum(e - s for s, e in todo), desc=desc, unit="graph", disable=not progress) as bar:
+        for s, e in todo:
+            chunk_ids = _slice(ids, s, e)
+            graphs = fetch(source, chunk_ids)
+            imps = refine.explain(graphs, ratio=ratio, steps=steps, lr=lr, seed=seed, batch_size=batch_size,
+                                  graph_ids=chunk_ids.tolist(), progress=bar, select=select)
+            store.write(s, e, imps, graph_ids=chunk_ids)
+            explained += e - s
+            del graphs, imps  # before the next chunk is fetched
     return explained

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from torch_geometric.data.data import BaseData
 __all__ = ["Spec", "RATIO", "POSITIVE", "SEED", "EXPLAIN_ARGS", "check_args", "check_int", "check_ratios",
            "check_graph_ids", "check_classes", "as_graph_list", "check_graphs", "stack_graphs", "StackedGraphs",
            "check_batch", "check_features", "check_ptr", "check_importances", "model_dims", "model_checks",
-           "check_model_dims", "load_checked"]
+           "check_model_dims"]
 
 
 # -- numbers -----------------------------------------------------------------------------------------
@@ -487,17 +486,3 @@ def check_model_dims(model: torch.nn.Module, name: str, node_dim: Optional[int] 
     if edge_dim and dims["edge_dim"] is not None and dims["edge_dim"] != edge_dim:
         raise ValueError(f"{name}: the model takes {dims['edge_dim']} edge features (edge_dim) but "
                          f"edge_dim is {edge_dim}; is the model trained for another dataset?")
-
-
-def load_checked(path: Union[str, Path], name: str, map_location=None) -> Any:
-    """``torch.load(path, weights_only=True)``; a missing, truncated, garbled or foreign file raises an
-    error naming the path (``FileNotFoundError`` / ``ValueError``) instead of an unpickling traceback."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{name}: no file at {path}")
-    try:
-        return torch.load(str(path), map_location=map_location or "cpu", weights_only=True)
-    except Exception as error:  # torch.load raises zip, unpickling and storage errors of many types
-        detail = str(error).strip().splitlines()[0][:100] if str(error).strip() else ""
-        raise ValueError(f"{name}: cannot read {path} (truncated, corrupted or not a torch file?): "
-                         f"{type(error).__name__}: {detail}") from error

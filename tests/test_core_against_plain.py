@@ -11,7 +11,7 @@ from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 from torch_geometric.nn import ARMAConv, GCNConv, global_mean_pool
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from refine_fast.explain import GraphPack, ReFine, ReFineConfig
+from refine_fast.explain import ReFine, ReFineConfig
 from refine_fast.explain.pretrain import pretrain_loss
 from refine_fast.ops.concrete_sample import uniform_reference
 from refine_fast.ops.segment_select import segment_select_reference

@@ -99,6 +99,12 @@ def test_ba3_official_loader(ba3_official, tmp_path):
     assert sum(int(g.edge_gt.sum()) for g in official) > 0.5 * sum(g.num_edges for g in official)
     with pytest.raises(FileNotFoundError, match="ba3motif_official_subset800"):
         load_ba3motif_official(tmp_path / "missing.npz")
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    with pytest.raises(ValueError, match="cut.npz is not a readable npz file"):
+        load_ba3motif_official(tmp_path / "cut.npz")
+    np.savez(tmp_path / "partial.npz", y=np.zeros(2), node_ptr=np.zeros(3))
+    with pytest.raises(ValueError, match="partial.npz lacks the arrays \\['edge_ptr', 'edge_index'"):
+        load_ba3motif_official(tmp_path / "partial.npz")
 
 
 # ---- Mutagenicity ----------------------------------------------------------------------------
@@ -156,3 +162,93 @@ def test_mnist_superpixels_dataset(data_root, tmp_path):
     assert torch.equal(cached._data.x, ds._data.x)
     with pytest.raises(FileNotFoundError, match="t10k-images"):
         MNISTSuperpixels75(tmp_path / "nowhere", cache_dir=tmp_path / "c", split_sizes=(1, 1, 1))
+
+
+# ---- raw files checked, caches keyed by content ----------------------------------------------
+
+def _small_tu(data_root, folder, graphs=20):
+    """The first ``graphs`` Mutagenicity molecules as TU raw files in ``folder/raw`` (fast to process)."""
+    src = data_root / "mutagenicity" / "raw"
+    raw = folder / "raw"
+    raw.mkdir(parents=True)
+    lines = {p: (src / f"Mutagenicity_{p}.txt").read_text().splitlines()
+             for p in ("A", "graph_indicator", "graph_labels", "node_labels", "edge_labels", "edge_gt")}
+    nodes = sum(1 for g in lines["graph_indicator"] if int(g) <= graphs)
+    edges = [k for k, line in enumerate(lines["A"]) if int(line.split(",")[0]) <= nodes]
+    keep = {"graph_indicator": range(nodes), "node_labels": range(nodes), "graph_labels": range(graphs),
+            "A": edges, "edge_labels": edges, "edge_gt": edges}
+    for part, rows in keep.items():
+        (raw / f"Mutagenicity_{part}.txt").write_text("".join(lines[part][k] + "\n" for k in rows))
+    return folder
+
+
+def _edit(path, change):
+    lines = path.read_text().splitlines()
+    path.write_text("".join(line + "\n" for line in change(lines)))
+
+
+def test_mutagenicity_cache_is_keyed_by_the_raw_files(data_root, tmp_path):
+    """Another data root with other labels is processed on its own, never served the first root's data."""
+    first = Mutagenicity(_small_tu(data_root, tmp_path / "a"), cache_dir=tmp_path / "cache")
+    other = _small_tu(data_root, tmp_path / "b")
+    _edit(other / "raw" / "Mutagenicity_graph_labels.txt", lambda lines: [str(1 - int(v)) for v in lines])
+    second = Mutagenicity(other, cache_dir=tmp_path / "cache")
+    assert len(first) == len(second) == 20 and torch.equal(second.y, 1 - first.y)
+    assert first.processed_dir != second.processed_dir
+    again = Mutagenicity(tmp_path / "a", cache_dir=tmp_path / "cache")  # the same content: the same cache
+    assert again.processed_dir == first.processed_dir and torch.equal(again.y, first.y)
+
+
+@pytest.mark.parametrize("part,change,message", [
+    ("graph_labels", lambda lines: lines[:-10],
+     "Mutagenicity_graph_labels.txt has 10 lines, expected 20 \\(one per graph of Mutagenicity_graph_indicator.txt"),
+    ("node_labels", lambda lines: lines + ["3"], "Mutagenicity_node_labels.txt has \\d+ lines, expected \\d+ "
+                                                  "\\(one per node"),
+    ("edge_labels", lambda lines: lines[1:], "Mutagenicity_edge_labels.txt has \\d+ lines, expected \\d+ "
+                                             "\\(one per edge of Mutagenicity_A.txt"),
+    ("edge_gt", lambda lines: lines[:-1], "Mutagenicity_edge_gt.txt has \\d+ lines, expected \\d+"),
+    ("A", lambda lines: lines[:4] + ["1, x"] + lines[5:],
+     "Mutagenicity_A.txt line 5: expected 2 comma-separated integers, got '1, x'"),
+    ("A", lambda lines: lines[:2] + ["1, 99999"] + lines[3:], "Mutagenicity_A.txt line 3: node ids \\[1, 99999\\] "
+                                                              "outside 1..\\d+"),
+    ("A", lambda lines: lines[:2] + ["1, 30"] + lines[3:], "Mutagenicity_A.txt line 3: edge \\[1, 30\\] joins graphs "
+                                                           "\\[1, 2\\]"),
+    ("graph_indicator", lambda lines: lines[:3] + ["2"] + lines[4:],
+     "Mutagenicity_graph_indicator.txt line 5: graph id 1 is below 1 or below the previous line's"),
+    ("graph_labels", lambda lines: ["0.5"] + lines[1:],
+     "Mutagenicity_graph_labels.txt line 1: expected 1 comma-separated integer, got '0.5'"),
+    ("graph_labels", lambda lines: [], "Mutagenicity_graph_labels.txt is empty"),
+])
+def test_mutagenicity_names_the_wrong_file_and_line(data_root, tmp_path, part, change, message):
+    root = _small_tu(data_root, tmp_path / "m")
+    _edit(root / "raw" / f"Mutagenicity_{part}.txt", change)
+    with pytest.raises(ValueError, match=message):
+        Mutagenicity(root, cache_dir=tmp_path / "cache")
+
+
+def test_mnist_names_the_wrong_file(data_root, tmp_path):
+    import gzip
+    import shutil
+
+    root = tmp_path / "mnist"
+    shutil.copytree(data_root / "mnist", root)
+    raw = gzip.open(root / "t10k-images-idx3-ubyte.gz").read()
+    with gzip.open(root / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(raw[:-100])
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz: expected an idx file .* got header "
+                                         "\\[2051, 10000, 28, 28\\] and 7839900 bytes"):
+        read_mnist_images(root)
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz"):
+        MNISTSuperpixels75(root, cache_dir=tmp_path / "c", split_sizes=(1, 1, 1))
+    with gzip.open(root / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(raw)
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz is not a readable gzip file"):
+        read_mnist_images(root)
+    shutil.copy(data_root / "mnist" / "t10k-labels-idx1-ubyte.gz", root)
+    lines = gzip.open(root / "mnist_5k.csv.gz", "rt").read().splitlines()
+    lines[3] = ",".join(["0"] * 783 + ["256", "3"])
+    with gzip.open(root / "mnist_5k.csv.gz", "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="mnist_5k.csv.gz line 4: expected 784 pixels in 0..255"):
+        read_mnist_images(root)

@@ -375,6 +375,46 @@ def test_save_load_roundtrip(tmp_path, refine64):
                     loaded.explain(test[:4], steps=2, progress=False)) == 0.0
 
 
+def test_explainer_file_records_its_model(tmp_path, refine64):
+    """The file holds the fingerprint of the model it was pre-trained for: the same weights load
+    silently (whatever the device or dict order), others warn or, with strict_model, are refused."""
+    import warnings
+
+    from refine_fast.fileio import model_sha256
+
+    refine, _ = refine64
+    path = tmp_path / "refine.pt"
+    refine.save(path)
+    assert torch.load(path, weights_only=True)["model_sha256"] == model_sha256(refine.model)
+    same = copy.deepcopy(refine.model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ReFine.load(path, same, strict_model=True)
+    other = copy.deepcopy(refine.model)
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)
+    with pytest.warns(UserWarning, match=f"{path} was pre-trained for another model"):
+        ReFine.load(path, other)
+    with pytest.raises(ValueError, match="pre-trained for another model \\(model sha256 [0-9a-f]{12}…"):
+        ReFine.load(path, other, strict_model=True)
+    # A file written before fingerprints were recorded still loads, with a warning.
+    state = torch.load(path, weights_only=True)
+    del state["model_sha256"]
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="records no fingerprint"):
+        old = ReFine.load(tmp_path / "old.pt", refine.model)
+    assert torch.equal(old.attributors.lin_weight, refine.attributors.lin_weight)
+    # Unreadable files are named.
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="cut.pt is not a readable explainer file"):
+        ReFine.load(tmp_path / "cut.pt", refine.model)
+    with pytest.raises(FileNotFoundError, match="no explainer file at .*missing.pt"):
+        ReFine.load(tmp_path / "missing.pt", refine.model)
+    torch.save({"a": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a refine_fast ReFine file"):
+        ReFine.load(tmp_path / "other.pt", refine.model)
+
+
 def test_errors_name_the_argument(refine64):
     refine, test = refine64
     with pytest.raises(ValueError, match="ratio"):

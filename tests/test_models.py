@@ -72,6 +72,18 @@ def test_load_errors(tmp_path):
     torch.save({"model_class": "Nope", "config": {}, "state_dict": {}}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="Nope"):
         load_model(tmp_path / "bad.pt")
+    path = save_model(BA3MotifNet(hidden=8), tmp_path / "m.pt")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:300])
+    with pytest.raises(ValueError, match="cut.pt is not a readable model file"):
+        load_model(tmp_path / "cut.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pt is not a readable model file"):
+        load_model(tmp_path / "empty.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["config"]["hidden"] = 9
+    torch.save(blob, tmp_path / "mismatch.pt")
+    with pytest.raises(ValueError, match="mismatch.pt holds a BA3MotifNet whose config or weights do not fit"):
+        load_model(tmp_path / "mismatch.pt")
 
 
 def test_train_gnn_learns_ba3(ba3_small):

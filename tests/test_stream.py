@@ -4,6 +4,7 @@ import sqlite3
 
 import pytest
 import torch
+from torch_geometric.data import Data
 
 from refine_fast.datasets import open_graphs, write_graphs
 from refine_fast.explain import ReFine
@@ -108,7 +109,7 @@ def test_ids_must_match_the_store(refine, on_disk, tmp_path):
 def test_open_graphs_names_what_is_wrong(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a directory"):
         open_graphs(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match="not an OnDiskDataset folder"):
+    with pytest.raises(FileNotFoundError, match="not a graph set folder"):
         open_graphs(tmp_path)
     (tmp_path / "processed").mkdir()
     db = tmp_path / "processed" / "sqlite.db"
@@ -118,7 +119,79 @@ def test_open_graphs_names_what_is_wrong(tmp_path):
     db.unlink()
     with sqlite3.connect(db) as con:
         con.execute("CREATE TABLE MyGraphs (id INTEGER PRIMARY KEY, COL_0 BLOB)")
-    with pytest.raises(ValueError, match="tables \\['MyGraphs'\\]"):
+    with pytest.raises(ValueError, match="tables \\['MyGraphs'\\], not a refine_fast graph set"):
         open_graphs(tmp_path)
     with sqlite3.connect(db) as con:  # opening did not add a table
         assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["MyGraphs"]
+
+
+class Payload:
+    """Unpickling this runs code: what a graph set must never be able to do."""
+    ran = []
+
+    def __reduce__(self):
+        return (Payload.ran.append, ("code ran",))
+
+
+def test_pickled_graph_sets_are_refused_unread(ba3_small, tmp_path):
+    """A plain OnDiskDataset folder stores pickled rows; opening it is refused before any row is read."""
+    from torch_geometric.data import OnDiskDataset
+
+    pickled = OnDiskDataset(str(tmp_path / "pickled"), log=False)
+    graph = ba3_small[0].clone()
+    graph.payload = Payload()
+    pickled.extend([graph])
+    pickled.close()
+    with pytest.raises(ValueError, match="stores pickled rows .*write_graphs\\(NEW_ROOT, OnDiskDataset"):
+        open_graphs(tmp_path / "pickled")
+    assert Payload.ran == []
+
+
+def test_schema_is_checked_on_write(ba3_small, tmp_path):
+    graphs = [ba3_small[i] for i in range(3)]
+    wide = graphs[1].clone()
+    wide.x = torch.rand(wide.num_nodes, 5)
+    with pytest.raises(ValueError, match="graph 1: attribute 'x' is torch.float32 \\[\\d+, 5\\], the schema's "
+                                         "float32 \\[-1, 4\\]"):
+        write_graphs(tmp_path / "a", [graphs[0], wide])
+    assert not (tmp_path / "a" / "processed" / "sqlite.db").exists()
+    assert list((tmp_path / "a" / "processed").iterdir()) == []  # the temporary database is gone
+    extra = graphs[2].clone()
+    extra.note = torch.zeros(1)
+    with pytest.raises(ValueError, match="graph 2 has attributes .*'note'.*, the graph set's schema"):
+        write_graphs(tmp_path / "b", graphs[:2] + [extra], batch_size=1)
+    other = graphs[0].clone()
+    other.meta = {"a": 1}
+    with pytest.raises(ValueError, match="attribute 'meta' is a dict; a graph set stores tensors, int, float"):
+        write_graphs(tmp_path / "c", [other])
+    with pytest.raises(ValueError, match="graphs is empty"):
+        write_graphs(tmp_path / "d", [])
+    scalars = Data(x=torch.rand(3, 2), edge_index=torch.tensor([[0, 1], [1, 2]]), y=torch.tensor(1), name="g0",
+                   weight=0.5, num_nodes=3, mask=torch.tensor([True, False, True]), half=torch.rand(2, 3).half())
+    back = open_graphs(write_graphs(tmp_path / "e", [scalars]).root)[0]
+    assert _same_graph(back, scalars)
+
+
+def test_corrupt_rows_are_named(ba3_small, tmp_path):
+    root = tmp_path / "g"
+    write_graphs(root, [ba3_small[i] for i in range(4)]).close()
+    with sqlite3.connect(root / "processed" / "sqlite.db") as con:
+        con.execute("UPDATE GraphSet SET COL_x = ? WHERE id = 2", (b"\x00" * 7,))
+    graphs = open_graphs(root)
+    assert _same_graph(graphs[1], ba3_small[1])
+    with pytest.raises(ValueError, match="graph 2: attribute 'x' holds 7 bytes, not float32 values of shape"):
+        fetch(graphs, [1, 2])
+    with sqlite3.connect(root / "processed" / "sqlite.db") as con:
+        con.execute("UPDATE GraphSetSchema SET schema = ? WHERE id = 0",
+                    ('{"format": 1, "fields": [{"name": "x; DROP TABLE GraphSet", "type": "float32", "size": [-1]}]}',))
+    with pytest.raises(ValueError, match="holds no valid graph set schema"):
+        open_graphs(root)
+
+
+def test_fingerprint_is_stable_under_reading(on_disk):
+    graphs = open_graphs(on_disk)
+    before = graphs.sha256()
+    fetch(graphs, list(range(0, 60, 3)))
+    graphs[5]
+    graphs.close()
+    assert open_graphs(on_disk).sha256() == before

@@ -10,6 +10,7 @@ edge iff both ends have role > 0.
 from __future__ import annotations
 
 import os.path as osp
+import zipfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -18,11 +19,14 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
+from ..fileio import atomic_path, atomic_save
+
 __all__ = ["BA3Motif", "load_ba3motif_official", "ba3motif_features", "MOTIFS"]
 
 NUM_BASE = 6
 NUM_ROLES = 4
 SPLIT_FRACTIONS = (2200 / 3000, 400 / 3000)  # train, val (2,200 / 400 / 400 of 3,000); the rest is test
+OFFICIAL_KEYS = ("y", "node_ptr", "edge_ptr", "edge_index", "role_id", "ground_truth", "graph_index")
 
 
 def _house() -> Tuple[List[Tuple[int, int]], List[int]]:
@@ -160,12 +164,13 @@ class BA3Motif(InMemoryDataset):
                 if self.pre_transform is not None:
                     data = self.pre_transform(data)
                 data_list.append(data)
-        self.save(data_list, self.processed_paths[0])
+        with atomic_path(self.processed_paths[0]) as tmp:  # a killed run leaves no half-written cache
+            self.save(data_list, str(tmp))
         perm = torch.randperm(len(data_list), generator=generator)
         n_train, n_val = (round(f * len(data_list)) for f in SPLIT_FRACTIONS)
         split = {"train": perm[:n_train], "val": perm[n_train:n_train + n_val],
                  "test": perm[n_train + n_val:]}
-        torch.save(split, self.processed_paths[1])
+        atomic_save(split, self.processed_paths[1])
 
     def splits(self) -> Tuple["BA3Motif", "BA3Motif", "BA3Motif"]:
         """The (train, val, test) subsets."""
@@ -184,8 +189,18 @@ def load_ba3motif_official(path: str, seed: int = 0, both_directions: bool = Fal
         raise FileNotFoundError(
             f"load_ba3motif_official: {path} not found (expected an npz such as "
             "ba3motif_official_subset800.npz, see ../shared/data/README.md)")
-    arrays = np.load(path)
+    try:
+        arrays = dict(np.load(path, allow_pickle=False))
+    except (OSError, ValueError, zipfile.BadZipFile) as error:  # not an npz (truncated, or holding pickled objects)
+        raise ValueError(f"load_ba3motif_official: {path} is not a readable npz file: {error}") from None
+    missing = [k for k in OFFICIAL_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"load_ba3motif_official: {path} lacks the arrays {missing} (expected {list(OFFICIAL_KEYS)})")
     node_ptr, edge_ptr = arrays["node_ptr"], arrays["edge_ptr"]
+    if len(node_ptr) != len(arrays["y"]) + 1 or len(edge_ptr) != len(arrays["y"]) + 1 \
+            or node_ptr[-1] != len(arrays["role_id"]) or edge_ptr[-1] != arrays["edge_index"].shape[1]:
+        raise ValueError(f"load_ba3motif_official: {path}: node_ptr / edge_ptr do not delimit role_id / edge_index "
+                         f"for the {len(arrays['y'])} graphs of y")
     generator = torch.Generator().manual_seed(seed)
     graphs = []
     for g in range(len(arrays["y"])):

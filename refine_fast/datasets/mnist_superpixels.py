@@ -12,7 +12,8 @@ from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 from tqdm.auto import tqdm
 
-from .cache import default_cache_dir
+from ..fileio import atomic_path, atomic_save
+from .cache import default_cache_dir, source_key
 
 __all__ = ["MNISTSuperpixels75", "superpixel_graph", "read_mnist_images"]
 
@@ -22,17 +23,44 @@ EXTRA = "mnist_5k.csv.gz"
 SPLIT_SIZES = (6000, 1000, 1000)  # train / val / test, as the paper
 
 
+def _read_idx(path: Path, magic: int, shape: Tuple[int, ...]) -> np.ndarray:
+    """The uint8 items of a gzipped idx file (``[n, *shape]``); its header is checked against its size."""
+    try:
+        with gzip.open(path) as f:
+            raw = f.read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"MNISTSuperpixels75: {path.name} is not a readable gzip file: {error}") from None
+    header = 4 * (2 + len(shape))
+    fields = np.frombuffer(raw[:header], dtype=">u4").tolist() if len(raw) >= header else []
+    expected = [magic, fields[1] if len(fields) > 1 else 0, *shape]
+    if fields != expected or len(raw) != header + expected[1] * int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"MNISTSuperpixels75: {path.name}: expected an idx file (magic {magic}) of items of shape "
+                         f"{list(shape)}, got header {fields} and {len(raw) - min(header, len(raw))} bytes of items")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(-1, *shape)
+
+
 def read_mnist_images(root: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray]:
     """The 10,000 idx test digits followed by the 5,000 csv digits: uint8 ``[15000, 28, 28]``, labels."""
     root = Path(root)
     missing = [name for name in (IMAGES, LABELS, EXTRA) if not (root / name).is_file()]
     if missing:
         raise FileNotFoundError(f"MNISTSuperpixels75: missing {missing} in {root}")
-    with gzip.open(root / IMAGES) as f:
-        images = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(root / LABELS) as f:
-        labels = np.frombuffer(f.read(), dtype=np.uint8, offset=8).astype(np.int64)
-    extra = np.loadtxt(root / EXTRA, delimiter=",", dtype=np.int64)
+    images = _read_idx(root / IMAGES, 2051, (28, 28))
+    labels = _read_idx(root / LABELS, 2049, ()).astype(np.int64)
+    if len(labels) != len(images):
+        raise ValueError(f"MNISTSuperpixels75: {LABELS} holds {len(labels)} labels, {IMAGES} {len(images)} images")
+    try:
+        extra = np.loadtxt(root / EXTRA, delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError as error:  # numpy names the row and column
+        raise ValueError(f"MNISTSuperpixels75: {EXTRA}: {error}") from None
+    if extra.shape[1] != 785:
+        raise ValueError(f"MNISTSuperpixels75: {EXTRA}: expected 785 values per line (784 pixels, a label), "
+                         f"got {extra.shape[1]}")
+    bad = np.flatnonzero(((extra[:, :784] < 0) | (extra[:, :784] > 255)).any(1) | (extra[:, 784] < 0)
+                         | (extra[:, 784] > 9))
+    if bad.size:
+        raise ValueError(f"MNISTSuperpixels75: {EXTRA} line {bad[0] + 1}: expected 784 pixels in 0..255 and a "
+                         f"label in 0..9")
     images = np.concatenate([images, extra[:, :784].astype(np.uint8).reshape(-1, 28, 28)])
     labels = np.concatenate([labels, extra[:, 784]])
     return images, labels
@@ -76,7 +104,8 @@ def superpixel_graph(image: np.ndarray, n_segments: int = 75, compactness: float
 class MNISTSuperpixels75(InMemoryDataset):
     """8,000 superpixel graphs of real MNIST digits: a seeded draw of ``split_sizes`` = 6,000 / 1,000 /
     1,000 (train / val / test, ``split_idx``) from the 10,000 idx test images and the 5,000 csv digits in
-    ``root``. Built once (a few seconds per thousand graphs) and cached under ``cache_dir``."""
+    ``root``. Built once (a few seconds per thousand graphs) and cached under
+    ``cache_dir/MNISTSuperpixels75/<key>``, ``key`` from the source files' contents."""
 
     def __init__(self, root: Union[str, Path], cache_dir: Union[str, Path, None] = None, seed: int = 0,
                  split_sizes: Tuple[int, int, int] = SPLIT_SIZES, transform: Optional[Callable] = None,
@@ -88,6 +117,10 @@ class MNISTSuperpixels75(InMemoryDataset):
                              f"got {split_sizes}")
         self.progress = progress
         self.source = Path(root)
+        missing = [name for name in (IMAGES, LABELS, EXTRA) if not (self.source / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"MNISTSuperpixels75: missing {missing} in {self.source}")
+        self._key = source_key(self.source / name for name in (IMAGES, LABELS, EXTRA))
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         super().__init__(str(cache), transform, pre_transform, force_reload=force_reload)
         self.load(self.processed_paths[0])
@@ -99,7 +132,8 @@ class MNISTSuperpixels75(InMemoryDataset):
 
     @property
     def processed_dir(self) -> str:
-        return osp.join(self.root, "MNISTSuperpixels75", "processed")
+        """``<cache_dir>/MNISTSuperpixels75/<key>/processed``, ``key`` from the source files' contents."""
+        return osp.join(self.root, "MNISTSuperpixels75", self._key, "processed")
 
     @property
     def processed_file_names(self) -> List[str]:
@@ -119,11 +153,12 @@ class MNISTSuperpixels75(InMemoryDataset):
             if self.pre_transform is not None:
                 data = self.pre_transform(data)
             data_list.append(data)
-        self.save(data_list, self.processed_paths[0])
+        with atomic_path(self.processed_paths[0]) as tmp:  # a killed run leaves no half-written cache
+            self.save(data_list, str(tmp))
         n_train, n_val, _ = self.split_sizes
         index = torch.arange(len(data_list))
-        torch.save({"train": index[:n_train], "val": index[n_train:n_train + n_val],
-                    "test": index[n_train + n_val:]}, self.processed_paths[1])
+        atomic_save({"train": index[:n_train], "val": index[n_train:n_train + n_val],
+                     "test": index[n_train + n_val:]}, self.processed_paths[1])
 
     def __repr__(self) -> str:
         return f"MNISTSuperpixels75({len(self)}, seed={self.seed})"

@@ -130,7 +130,7 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
 
 def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, groups: Tensor,
               probs: Tensor, config: ReFineConfig, *, ratio: float, steps: int, lr: float, seed: int,
-              batch_size: int, progress: bool = True, index: Optional[Tensor] = None, workers: int = 1,
+              batch_size: int, progress: Union[bool, tqdm] = True, index: Optional[Tensor] = None, workers: int = 1,
               select: str = "sample") -> List[Tensor]:
     """Explain graphs ``index`` of ``pack`` (default: all) in batches of at most ``batch_size``.
 
@@ -141,7 +141,8 @@ def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphP
     rounding.
     Returns one ``[E_g]`` tensor of edge probabilities per graph in ``index`` order; graphs without
     edges get an empty tensor. ``steps = 0`` returns the pre-trained attributor's probabilities (ReFine-FT).
-    ``select`` as in :func:`fine_tune_batch`.
+    ``select`` as in :func:`fine_tune_batch`. ``progress``: a bar of graphs done, or a ``tqdm`` bar to
+    advance by the graphs done (e.g. one bar over many calls).
     """
     check_select(select, "fine_tune")
     if index is None:
@@ -165,12 +166,14 @@ def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphP
         for i, part in zip(chunk.tolist(), torch.split(p, pack.num_edges[index[chunk]].tolist())):
             out[i] = part
 
-    bar = tqdm(total=len(chunks), desc="explain", disable=not progress, leave=False)
+    bar = tqdm(total=index.numel(), desc="explain", unit="graph", disable=not progress, leave=False) \
+        if isinstance(progress, bool) else progress
+    bar.update(index.numel() - work.numel())  # graphs without edges are done
     try:
         if workers == 1:
             for chunk in chunks:
                 run(chunk, target)
-                bar.update(1)
+                bar.update(chunk.numel())
         else:
             threads = torch.get_num_threads()
             targets = [TargetModel(copy.deepcopy(target.model), target.use_edge_attr) for _ in range(workers)]
@@ -189,11 +192,13 @@ def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphP
             try:
                 torch.set_num_threads(1)
                 with ThreadPoolExecutor(workers) as pool:
-                    for f in as_completed([pool.submit(job, c) for c in chunks]):
+                    futures = {pool.submit(job, c): c.numel() for c in chunks}
+                    for f in as_completed(futures):
                         f.result()
-                        bar.update(1)
+                        bar.update(futures[f])
             finally:
                 torch.set_num_threads(threads)
     finally:
-        bar.close()
+        if bar is not progress:
+            bar.close()
     return out  # type: ignore[return-value]

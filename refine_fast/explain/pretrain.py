@@ -167,7 +167,8 @@ def run_epochs(attributors: StackedAttributors, train_index: Tensor,
     bar = tqdm(total=epochs * n_batches, desc=desc, disable=not progress, leave=False)
     attributors.train()
     try:
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            bar.set_description(f"{desc} epoch {epoch + 1}/{epochs}", refresh=False)
             perm = train_index[torch.randperm(train_index.numel(), generator=gen).to(train_index.device)]
             sums: Dict[str, float] = {}
             for start in range(0, perm.numel(), batch_size):
@@ -181,6 +182,7 @@ def run_epochs(attributors: StackedAttributors, train_index: Tensor,
                 step += 1
                 for k, v in batch_values(terms).items():
                     sums[k] = sums.get(k, 0.0) + v * index.numel()
+                bar.set_postfix(loss=f"{sums['loss'] / min(start + batch_size, perm.numel()):.4f}", refresh=False)
                 bar.update(1)
             for k, v in sums.items():
                 history.setdefault(k, []).append(v / perm.numel())

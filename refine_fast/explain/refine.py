@@ -1,14 +1,17 @@
 """ReFine: class-wise pre-trained attributors, fine-tuned per instance in batches."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from ..fileio import atomic_save, load_tensors, model_sha256
 from ..validation import (EXPLAIN_ARGS, SEED, as_graph_list, check_args, check_classes, check_features, check_int,
-                          check_model_dims, load_checked, model_dims)
+                          check_model_dims, model_dims)
 from .attributor import StackedAttributors
 from .config import ReFineConfig
 from .fine_tune import check_select, fine_tune
@@ -145,7 +148,7 @@ class ReFine:
 
     def explain(self, graphs: Sequence, ratio: Optional[float] = None, steps: Optional[int] = None,
                 lr: Optional[float] = None, seed: int = 0, batch_size: Optional[int] = None,
-                graph_ids: Optional[Sequence[int]] = None, progress: bool = True,
+                graph_ids: Optional[Sequence[int]] = None, progress: Union[bool, tqdm] = True,
                 classes: Optional[Union[Sequence[int], Tensor]] = None, workers: Optional[int] = None,
                 select: str = "sample") -> List[Tensor]:
         """Edge importances, one ``[E_g]`` tensor per graph in input order.
@@ -160,6 +163,7 @@ class ReFine:
         within 1e-3, see the README). ``workers`` (default ``torch.get_num_threads()``)
         batches run concurrently in threads with one intra-op thread each — on a small CPU this beats
         intra-op parallelism of the many small ops; results differ across ``workers`` as across batchings.
+        ``progress``: show a bar of graphs done, or advance the given ``tqdm`` bar by them.
         Every argument is checked first (:mod:`refine_fast.validation`): the graphs against the
         attributors' ``node_dim`` / ``edge_dim``, finite features, ``edge_index`` in range, one
         ``edge_attr`` row per edge."""
@@ -182,26 +186,51 @@ class ReFine:
         return [o.detach() for o in out]
 
     def state(self) -> dict:
-        """Everything :meth:`load` needs, as tensors and plain Python types."""
+        """Everything :meth:`load` needs, as tensors and plain Python types, and ``model_sha256``, the
+        fingerprint of the target model (:func:`refine_fast.fileio.model_sha256`) the attributors were
+        pre-trained for."""
         a = self.attributors
         return {"format": _FORMAT, "config": self.config.to_dict(), "num_classes": self.num_classes,
                 "node_dim": a.node_dim, "edge_dim": a.edge_dim, "use_edge_attr": self.target.use_edge_attr,
-                "state_dict": {k: v.detach().cpu() for k, v in a.state_dict().items()}}
+                "state_dict": {k: v.detach().cpu() for k, v in a.state_dict().items()},
+                "model_sha256": model_sha256(self.model)}
 
     def save(self, path: Union[str, Path]) -> None:
-        """Write weights and config; loadable with ``torch.load(path, weights_only=True)``."""
-        torch.save(self.state(), str(path))
+        """Write weights and config (atomically); loadable with ``torch.load(path, weights_only=True)``."""
+        atomic_save(self.state(), path)
 
     @classmethod
-    def load(cls, path: Union[str, Path], model: torch.nn.Module, map_location=None) -> "ReFine":
-        """Rebuild a saved ReFine around the target ``model``."""
-        state = load_checked(path, "ReFine.load", map_location)
+    def load(cls, path: Union[str, Path], model: torch.nn.Module, map_location=None,
+             strict_model: bool = False) -> "ReFine":
+        """Rebuild a saved ReFine around the target ``model``.
+
+        The file records the fingerprint of the model it was pre-trained for: another ``model`` gives
+        a warning, or a ``ValueError`` with ``strict_model=True``. Files written before fingerprints
+        were recorded load with a warning that they cannot be checked."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ReFine.load: no explainer file at {path}")
+        try:
+            state = load_tensors(path, "explainer file", map_location=map_location or "cpu")
+        except ValueError as error:
+            raise ValueError(f"ReFine.load: {error}") from None
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"ReFine.load: {path} is not a refine_fast ReFine file (format {found})")
+            got = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"ReFine.load: {path} is not a refine_fast ReFine file (format {got})")
         missing = sorted({"config", "num_classes", "node_dim", "edge_dim", "use_edge_attr", "state_dict"} - set(state))
         if missing:
             raise ValueError(f"ReFine.load: {path} lacks {missing}; not a complete ReFine file")
+        expected, actual = state.get("model_sha256"), model_sha256(model)
+        if expected is None:
+            warnings.warn(f"ReFine.load: {path} records no fingerprint of the model it was pre-trained for "
+                          f"(written by an older refine_fast), so it cannot be checked against this model",
+                          stacklevel=2)
+        elif expected != actual:
+            message = (f"ReFine.load: {path} was pre-trained for another model (model sha256 {expected[:12]}…, "
+                       f"this model's {actual[:12]}…)")
+            if strict_model:
+                raise ValueError(message)
+            warnings.warn(message + "; its explanations may not explain this model", stacklevel=2)
         try:
             refine = cls(model, state["num_classes"], state["node_dim"], state["edge_dim"],
                          config=ReFineConfig.from_dict(state["config"]), use_edge_attr=state["use_edge_attr"])

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
-from ..validation import load_checked
+from ..fileio import atomic_save, load_tensors
 from .gnns import MODEL_CLASSES, TargetGNN
 from .reference import ReferenceBA3Net, ReferenceMutagNet, load_reference_model, reference_class
 
@@ -23,8 +23,8 @@ def save_model(model: TargetGNN, path: Union[str, Path], extra: Optional[Dict[st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"model_class": name, "config": dict(model.config), "state_dict": state,
-                "extra": dict(extra or {})}, path)
+    atomic_save({"model_class": name, "config": dict(model.config), "state_dict": state,
+                 "extra": dict(extra or {})}, path)
     return path
 
 
@@ -35,18 +35,24 @@ def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_model: no model file at {path}")
-    blob = load_checked(path, "load_model", map_location)
+    try:
+        blob = load_tensors(path, "model file", map_location=map_location)
+    except ValueError as error:
+        raise ValueError(f"load_model: {error}") from None
     if isinstance(blob, dict) and "model_class" not in blob and reference_class(blob) is not None:
         model = load_reference_model(path, map_location)  # a released reference state_dict
         model.extra = {}
         return model
-    if not isinstance(blob, dict) or not {"config", "state_dict"} <= set(blob):
-        raise ValueError(f"load_model: {path} is not a model file written by save_model (nor a released "
-                         f"reference state_dict)")
-    cls = _CLASSES.get(blob.get("model_class"))
+    cls = _CLASSES.get(blob.get("model_class")) if isinstance(blob, dict) else None
     if cls is None:
-        raise ValueError(f"load_model: {path} holds unknown model class {blob.get('model_class')!r}")
-    model = cls(**blob["config"])
-    model.load_state_dict(blob["state_dict"])
+        got = blob.get("model_class") if isinstance(blob, dict) else type(blob).__name__
+        raise ValueError(f"load_model: {path} is not a model file written by save_model (model class {got!r}, "
+                         f"expected one of {sorted(_CLASSES)}) nor a released reference state_dict")
+    try:
+        model = cls(**blob["config"])
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise ValueError(f"load_model: {path} holds a {cls.__name__} whose config or weights do not fit it: "
+                         f"{str(error).strip().splitlines()[0]}") from None
     model.extra = blob.get("extra", {})
     return model.eval()

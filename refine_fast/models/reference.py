@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import BatchNorm, GINEConv, MessagePassing, global_mean_pool
 
+from ..fileio import load_tensors
 from .gnns import TargetGNN
 
 __all__ = ["LegacyLEConv", "ReferenceMutagNet", "ReferenceBA3Net", "load_reference_model", "reference_split",
@@ -123,9 +124,9 @@ def load_reference_model(path: Union[str, Path], map_location: Union[str, torch.
     if not path.is_file():
         raise FileNotFoundError(f"load_reference_model: no file at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise ValueError(f"load_reference_model: {path} is not a readable torch state_dict ({error})") from None
+        state = load_tensors(path, "torch state_dict", map_location=map_location)
+    except ValueError as error:
+        raise ValueError(f"load_reference_model: {error}") from None
     if not isinstance(state, dict):
         raise ValueError(f"load_reference_model: {path} holds a {type(state).__name__}, expected a state_dict")
     cls = reference_class(state)

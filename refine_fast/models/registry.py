@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import torch
 
 from ..datasets import BA3Motif, MNISTSuperpixels75, Mutagenicity, default_cache_dir
+from ..fileio import atomic_write_text
 from .gnns import BA3MotifNet, MNISTSuperpixelNet, MutagenicityNet, TargetGNN
 from .io import save_model
 from .train import train_gnn
@@ -75,5 +76,5 @@ def train_for_dataset(name: str, data_root: Union[str, Path], out_dir: Union[str
                    batch_size=kwargs["batch_size"], seconds=round(time.perf_counter() - start, 1))
     out = Path(out_dir)
     metrics["model_path"] = str(save_model(model, out / "model.pt", extra=dict(metrics)))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(json.dumps(metrics, indent=2) + "\n", out / "metrics.json")
     return metrics
