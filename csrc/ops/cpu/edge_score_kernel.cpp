@@ -2,10 +2,13 @@
 //
 // Forward: tasks of 2048 edges; per edge one vectorized pass over the H channels, with the
 // randomly gathered p_src / p_dst rows of the edges 8 ahead prefetched.
+// Index values are checked as they are read: an edge out of range is skipped and the lowest
+// such edge is reported once every task has finished (no separate pass over the indices).
 // Backward, without atomics and without any [E, H] temporary: the edges are grouped by source
 // and by target node (two stable counting sorts, O(E + N), run concurrently, which also lay out
-// each edge's other node, group and incoming gradient in that order). Source-node tasks
-// recompute tanh, accumulate grad p_src in a row buffer and write grad edge_term, plus the task's
+// each edge's other node, group and incoming gradient in that order; they check the indices they
+// count, so a direct call with bad indices raises instead of writing out of bounds). Source-node
+// tasks recompute tanh, accumulate grad p_src in a row buffer and write grad edge_term, plus the task's
 // weight/bias partial sums (double for float); target-node tasks do the same for grad p_dst.
 // Tasks are ranges of whole nodes balanced by edges + nodes; their number depends only on the
 // sizes and partial sums are reduced in task order, so results do not depend on the thread count.
@@ -21,6 +24,7 @@
 #include <vector>
 
 #include "ops/common/edge_score.h"
+#include "ops/cpu/first_index.h"
 #include "ops/edge_score.h"
 
 // Hot loops are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time.
@@ -72,12 +76,18 @@ inline opmath_t pre_activation(const scalar_t* xs, const scalar_t* xd, const sca
   }
 }
 
+// Scores edges [begin, end); returns the first edge whose indices are out of range, or end.
 template <typename scalar_t, bool kTerm>
-REFINE_CPU_CLONES void forward_edges(const EdgeScoreInputs<scalar_t>& in, const scalar_t* bias, scalar_t* out, int64_t begin,
-                                     int64_t end) {
+REFINE_CPU_CLONES int64_t forward_edges(const EdgeScoreInputs<scalar_t>& in, const scalar_t* bias, scalar_t* out,
+                                        int64_t begin, int64_t end) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t H = in.H;
+  int64_t bad = end;
   for (int64_t e = begin; e < end; ++e) {
+    if (!in.in_range(e)) {
+      bad = std::min(bad, e);
+      continue;
+    }
     if (e + kPrefetchDistance < end) {
       prefetch_row(in.p_src + in.src[e + kPrefetchDistance] * in.src_stride, H);
       prefetch_row(in.p_dst + in.dst[e + kPrefetchDistance] * in.dst_stride, H);
@@ -94,6 +104,7 @@ REFINE_CPU_CLONES void forward_edges(const EdgeScoreInputs<scalar_t>& in, const 
     }
     out[e] = static_cast<scalar_t>(acc + static_cast<opmath_t>(bias[g]));
   }
+  return bad;
 }
 
 // Edges grouped by the node at one side ("own"), in increasing edge order within a node:
@@ -108,10 +119,16 @@ struct SideEdges {
   at::Tensor edge;   // [E] int64, undefined without edge_term
 };
 
-// Stable counting sort of the edges by own[e] (O(E + N), one thread).
+// Stable counting sort of the edges by own[e] (O(E + N), one thread). Sets `bad` to the first edge
+// out of range (then the result is incomplete), else to E.
 template <typename scalar_t>
-SideEdges sort_side(const int64_t* own, const int64_t* other, const int64_t* group, const scalar_t* grad,
-                    bool with_edge, int64_t E, int64_t N) {
+SideEdges sort_side(const EdgeScoreInputs<scalar_t>& in, bool first, const scalar_t* grad, int64_t E,
+                    int64_t& bad) {
+  const int64_t* own = first ? in.src : in.dst;
+  const int64_t* other = first ? in.dst : in.src;
+  const int64_t* group = in.group;
+  const bool with_edge = in.edge_term != nullptr;
+  const int64_t N = first ? in.n_src : in.n_dst;
   using opmath_t = at::opmath_type<scalar_t>;
   const auto long_opts = at::TensorOptions().dtype(at::kLong);
   SideEdges out{at::zeros({N + 1}, long_opts), at::empty({E}, long_opts),
@@ -119,7 +136,14 @@ SideEdges sort_side(const int64_t* own, const int64_t* other, const int64_t* gro
                 at::empty({E}, long_opts.dtype(c10::CppTypeToScalarType<opmath_t>::value)),
                 with_edge ? at::empty({E}, long_opts) : at::Tensor()};
   int64_t* ptr = out.ptr.mutable_data_ptr<int64_t>();
-  for (int64_t e = 0; e < E; ++e) ++ptr[own[e] + 1];
+  bad = E;
+  for (int64_t e = 0; e < E; ++e) {
+    if (!in.in_range(e)) {
+      bad = e;
+      return out;
+    }
+    ++ptr[own[e] + 1];
+  }
   for (int64_t n = 0; n < N; ++n) ptr[n + 1] += ptr[n];
   std::vector<int64_t> cursor(ptr, ptr + N);
   int64_t* oth = out.other.mutable_data_ptr<int64_t>();
@@ -230,14 +254,16 @@ at::Tensor edge_score_cpu(const at::Tensor& p_src, const at::Tensor& p_dst, cons
     const auto in = operands.inputs<scalar_t>();
     const scalar_t* bias_ptr = b.const_data_ptr<scalar_t>();
     scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
+    FirstIndex bad(E);
     parallel_tasks((E + kForwardChunk - 1) / kForwardChunk, [&](int64_t c) {
       const int64_t begin = c * kForwardChunk, end = std::min(begin + kForwardChunk, E);
-      if (in.edge_term) {
-        forward_edges<scalar_t, true>(in, bias_ptr, out_ptr, begin, end);
-      } else {
-        forward_edges<scalar_t, false>(in, bias_ptr, out_ptr, begin, end);
-      }
+      const int64_t first_bad = in.edge_term ? forward_edges<scalar_t, true>(in, bias_ptr, out_ptr, begin, end)
+                                             : forward_edges<scalar_t, false>(in, bias_ptr, out_ptr, begin, end);
+      if (first_bad < end) bad.report(first_bad);
     });
+    if (bad.found()) {
+      fail_edge_score_range("edge_score", "CPU", in.src, in.dst, in.group, in.n_src, in.n_dst, in.G, bad.get());
+    }
   });
   return out;
 }
@@ -269,15 +295,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_scor
     const auto in = operands.inputs<scalar_t>();
     const scalar_t* grad_ptr = go.const_data_ptr<scalar_t>();
     SideEdges by_src, by_dst;  // sorted concurrently
+    int64_t bad_src = E, bad_dst = E;
     at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
       for (int64_t side = begin; side < end; ++side) {
         if (side == 0) {
-          by_src = sort_side(in.src, in.dst, in.group, grad_ptr, in.edge_term != nullptr, E, N_src);
+          by_src = sort_side(in, true, grad_ptr, E, bad_src);
         } else {
-          by_dst = sort_side(in.dst, in.src, in.group, grad_ptr, in.edge_term != nullptr, E, N_dst);
+          by_dst = sort_side(in, false, grad_ptr, E, bad_dst);
         }
       }
     });
+    if (std::min(bad_src, bad_dst) < E) {  // both sides stop at the same edge
+      fail_edge_score_range("edge_score_backward", "CPU", in.src, in.dst, in.group, in.n_src, in.n_dst, in.G,
+                            std::min(bad_src, bad_dst));
+    }
     const auto src_bounds = chunk_bounds(by_src.ptr.const_data_ptr<int64_t>(), N_src, C);
     const auto dst_bounds = chunk_bounds(by_dst.ptr.const_data_ptr<int64_t>(), N_dst, C);
     scalar_t* gs = grad_src.mutable_data_ptr<scalar_t>();
