@@ -37,8 +37,15 @@ def _common(p: argparse.ArgumentParser, dataset: bool = True, dataset_required: 
                                                          "(default $REFINE_FAST_CACHE or ~/.cache/refine_fast)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    _device_option(p)
     p.add_argument("--json", action="store_true", help="print the results as one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="auto (default: the GPU when torch sees one and refine_fast has CUDA kernels, else the "
+                        "CPU), cpu, cuda (under torchrun: cuda:LOCAL_RANK %% GPU count) or cuda:N")
 
 
 def _select_option(p: argparse.ArgumentParser) -> None:
@@ -92,7 +99,7 @@ def cmd_train_gnn(args) -> Dict[str, Any]:
     if args.dataset != "ba3" and args.data_root is None:
         raise SystemExit(f"refine-fast: --data-root is required for --dataset {args.dataset}")
     metrics = train_for_dataset(args.dataset, args.data_root or ".", args.out, epochs=args.epochs, seed=args.seed,
-                                progress=not args.no_progress, cache_dir=args.cache_dir)
+                                progress=not args.no_progress, cache_dir=args.cache_dir, device=_device())
     _say(args, f"test accuracy {metrics.get('test_acc', float('nan')):.4f}; model written to {metrics['model_path']}")
     return metrics
 
@@ -146,17 +153,23 @@ def _distributed():
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        if torch.cuda.is_available():
+        on_gpu = _device().type == "cuda"
+        if on_gpu:
             torch.cuda.set_device(_device())
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
+_DEVICE: Optional[torch.device] = None  # this process's device, resolved from --device by main
+
+
 def _device() -> torch.device:
-    """This process's device: ``cuda:LOCAL_RANK`` (torchrun's local rank, 0 alone) when CUDA is available."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """This process's device (``--device``, see :func:`refine_fast.device.resolve_device`)."""
+    if _DEVICE is None:
+        from .device import resolve_device
+
+        return resolve_device(None)
+    return _DEVICE
 
 
 def _shard(chunks, loads: List[int], rank: int, world: int):
@@ -293,6 +306,9 @@ def cmd_evaluate(args) -> Dict[str, Any]:
 
         if args.out is None:
             raise SystemExit("refine-fast evaluate --table: --out is required")
+        if args.device not in ("auto", "cpu"):
+            raise SystemExit(f"refine-fast evaluate --table: the tables run on the CPU (Table 4 times CPU runs); "
+                             f"--device {args.device} is not supported")
         return run_tables(args.dataset or "all", args.data_root or ".", args.out, seeds=args.seeds, quick=args.quick,
                           model_dir=args.model_dir, progress=not args.no_progress, resume=not args.fresh,
                           cache_dir=args.cache_dir, threads=1 if args.threads is None else args.threads,
@@ -311,12 +327,12 @@ def cmd_evaluate(args) -> Dict[str, Any]:
     from .plot import plot_acc_curves
     from .store import load_explanations
 
-    model = load_model(args.model)
+    model = load_model(args.model, map_location=_device())
     if args.explainer is not None:
         from .explain import ReFine
 
         _, splits = _load(args)
-        refine = ReFine.load(args.explainer, model)
+        refine = ReFine.load(args.explainer, model).to(_device())
         graphs = _correct(model, splits[args.split])
         result = {"refine_ft": evaluate_refine(refine, graphs, fine_tune=False, seed=args.seed),
                   "refine": evaluate_refine(refine, graphs, steps=args.steps, seed=args.seed,
@@ -362,7 +378,8 @@ def cmd_demo(args) -> Dict[str, Any]:
 
     t = time.perf_counter()
     gnn = train_for_dataset("ba3", ".", out / "model", epochs=args.gnn_epochs, seed=args.seed,
-                            progress=not args.no_progress, cache_dir=out / "data", data_seed=args.seed)
+                            progress=not args.no_progress, cache_dir=out / "data", data_seed=args.seed,
+                            device=_device())
     model = load_model(out / "model" / "model.pt", map_location=_device())
     timings["train_gnn"] = time.perf_counter() - t
     _say(args, f"[2/4] target GNN (LEConv): test accuracy {gnn.get('test_acc', float('nan')):.3f}")
@@ -482,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; with --table 1, so that Table 4 times "
                         "every explainer at the same setting)")
+    _device_option(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -489,9 +507,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    global _DEVICE
+    from .device import resolve_device
+
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    try:
+        _DEVICE = resolve_device(args.device)
+    except ValueError as error:
+        raise SystemExit(f"refine-fast {args.command}: --device: {error}") from None
     result = args.func(args)
     _emit(args, result)
     return 0
