@@ -42,7 +42,7 @@ class SyncCounter:
     def __init__(self) -> None:
         self.count = 0
         self.ops: Counter[str] = collections.Counter()
-        self._profile = profile(activities=[ProfilerActivity.CPU])
+        self._profile = profile(activities=[ProfilerActivity.CPU], experimental_config=_all_threads())
 
     def __enter__(self) -> "SyncCounter":
         self._profile.__enter__()
@@ -54,6 +54,13 @@ class SyncCounter:
             if event.name in SYNC_OPS and not _inside_sync(event):
                 self.ops[event.name] += 1
         self.count = sum(self.ops.values())
+
+
+def _all_threads():
+    """The profiler setting that records every thread (fine-tuning runs batches in worker threads)."""
+    from torch._C._profiler import _ExperimentalConfig
+
+    return _ExperimentalConfig(profile_all_threads=True)
 
 
 def _inside_sync(event) -> bool:

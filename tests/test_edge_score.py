@@ -313,7 +313,7 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 @CUDA
-def test_mixed_devices():
+def test_cuda_mixed_devices():
     inputs = make_inputs(6, 5, 10, 4, device="cuda")
     inputs["edge_index"] = inputs["edge_index"].cpu()
     with pytest.raises(RuntimeError, match=r"edge_index must be on the device of p_src"):
