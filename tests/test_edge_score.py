@@ -367,3 +367,34 @@ def test_cuda_non_default_stream():
     torch.cuda.current_stream().wait_stream(stream)
     assert torch.equal(got[0], expected[0])
     assert all(torch.equal(got[1][k], expected[1][k]) for k in expected[1])
+
+
+@CUDA
+def test_cuda_no_sync_and_graph_capture():
+    # No host synchronization in the forward or backward op: none under sync debug mode "error", and
+    # both can be captured in a CUDA graph whose replay gives the same bits.
+    inputs = make_inputs(300, 200, 20000, 64, 4, True, True, device="cuda", seed=3)
+    args = [inputs[k] for k in ARGUMENTS]
+    backward_args = [torch.randn(20000, device="cuda")] + args[:4] + args[5:]
+
+    def run():
+        return [torch.ops.refine_fast.edge_score(*args), *torch.ops.refine_fast.edge_score_backward(*backward_args)]
+
+    expected = run()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream before capture
+        run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = run()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert all(torch.equal(a, b) for a, b in zip(captured, expected))

@@ -303,3 +303,33 @@ def test_cuda_mixed_devices():
         segment_select(scores.cuda(), ptr, 0.5, key.cuda())
     with pytest.raises(RuntimeError, match=r"segment_select: key must be on the device of scores \(cuda:0\)"):
         segment_select(scores.cuda(), ptr.cuda(), 0.5, key.to("meta"))
+
+
+@CUDA
+def test_cuda_no_sync_and_graph_capture():
+    # Every path (split segments included) without host synchronization: none under sync debug mode
+    # "error", and a CUDA graph capture replays to the same selection.
+    scores, ptr, key = make_batch([5, 3000, 40_000, 70_000, 0, 60], seed=2)
+    scores, ptr, key = scores.cuda(), ptr.cuda(), key.cuda()
+
+    def run():
+        return [segment_select(scores, ptr, 0.3, key, 1, 2, stochastic) for stochastic in (True, False)]
+
+    expected = run()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = run()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert all(torch.equal(a, b) for a, b in zip(captured, expected))

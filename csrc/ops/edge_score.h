@@ -50,15 +50,9 @@ struct EdgeScoreInputs {
   const scalar_t* weight;
   int64_t H;
   int64_t n_src, n_dst, G;
-
-  // Whether edge e's endpoints and group are in range (the CPU kernels' value check).
-  bool in_range(int64_t e) const {
-    const int64_t g = group ? group[e] : 0;
-    return src[e] >= 0 && src[e] < n_src && dst[e] >= 0 && dst[e] < n_dst && g >= 0 && g < G;
-  }
 };
 
-// Raises the error naming the argument out of range at edge e (a kernel found in_range(e) false).
+// Raises the error naming the argument out of range at edge e (found by a kernel).
 [[noreturn]] void fail_edge_score_range(const char* op, const char* backend, const int64_t* src, const int64_t* dst,
                                         const int64_t* group, int64_t n_src, int64_t n_dst, int64_t G, int64_t e);
 
