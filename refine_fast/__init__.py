@@ -1,13 +1,12 @@
 """refine_fast: fast, faithful ReFine explanations for PyTorch Geometric."""
 import torch
 
+from .device import load_failure_message
+
 try:
     from . import _C
-except ImportError as error:  # a source checkout without the compiled extension
-    raise ImportError(
-        "refine_fast._C (the compiled kernels) is missing from " + __path__[0] + ": install with "
-        "pip install --no-build-isolation -e . (or python setup.py build_ext --inplace) in the checkout"
-    ) from error
+except ImportError as error:  # not built, built with CUDA under a torch without, or built for another torch
+    raise ImportError(load_failure_message(error, __path__[0], torch.version.cuda)) from error
 
 if _C.has_cuda() and torch.version.cuda is not None:
     _built = _C.cuda_version()
@@ -18,9 +17,10 @@ if _C.has_cuda() and torch.version.cuda is not None:
             f"CUDA {torch.version.cuda}; reinstall refine_fast with pip install --no-build-isolation ."
         )
 
-from . import ops, nn  # noqa: E402  (ops register fake kernels and autograd on import)
+from . import device, ops, nn  # noqa: E402  (ops register fake kernels and autograd on import)
 from . import datasets, metrics, models  # noqa: E402
 from .explain import ReFine, ReFineAlgorithm, ReFineConfig  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["ReFine", "ReFineAlgorithm", "ReFineConfig", "ops", "nn", "datasets", "models", "metrics", "__version__"]
+__all__ = ["ReFine", "ReFineAlgorithm", "ReFineConfig", "device", "ops", "nn", "datasets", "models", "metrics",
+           "__version__"]

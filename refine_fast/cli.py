@@ -130,7 +130,14 @@ def _common(p: argparse.ArgumentParser, dataset: bool = True, dataset_required: 
                                                          "(default $REFINE_FAST_CACHE or ~/.cache/refine_fast)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch CPU threads (default: torch's choice)")
+    _device_option(p)
     _output_options(p)
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="auto (default: the GPU when torch sees one and refine_fast has CUDA kernels, else the "
+                        "CPU), cpu, cuda (under torchrun: cuda:LOCAL_RANK %% GPU count) or cuda:N")
 
 
 def _select_option(p: argparse.ArgumentParser) -> None:
@@ -257,7 +264,8 @@ def cmd_train_gnn(args) -> Dict[str, Any]:
     _need_data_root(args)
     try:
         metrics = train_for_dataset(args.dataset, args.data_root or ".", args.out, epochs=args.epochs,
-                                    seed=args.seed, progress=not args.no_progress, cache_dir=args.cache_dir)
+                                    seed=args.seed, progress=not args.no_progress, cache_dir=args.cache_dir,
+                                    device=_device())
     except FileNotFoundError as error:
         raise UsageError(f"--data-root {args.data_root}: {error}") from None
     _say(args, f"test accuracy {metrics.get('test_acc', float('nan')):.4f}; model written to {metrics['model_path']}")
@@ -315,17 +323,23 @@ def _distributed():
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        if torch.cuda.is_available():
+        on_gpu = _device().type == "cuda"
+        if on_gpu:
             torch.cuda.set_device(_device())
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
+_DEVICE: Optional[torch.device] = None  # this process's device, resolved from --device by main
+
+
 def _device() -> torch.device:
-    """This process's device: ``cuda:LOCAL_RANK`` (torchrun's local rank, 0 alone) when CUDA is available."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """This process's device (``--device``, see :func:`refine_fast.device.resolve_device`)."""
+    if _DEVICE is None:
+        from .device import resolve_device
+
+        return resolve_device(None)
+    return _DEVICE
 
 
 def _shard(chunks, loads: List[int], rank: int, world: int):
@@ -512,6 +526,9 @@ def cmd_evaluate(args) -> Dict[str, Any]:
 
         if args.out is None:
             raise UsageError("--table needs --out")
+        if args.device not in ("auto", "cpu"):
+            raise UsageError(f"--table runs on the CPU (Table 4 times CPU runs); --device {args.device} is not "
+                             f"supported")
         return run_tables(args.dataset or "all", args.data_root or ".", args.out, seeds=args.seeds, quick=args.quick,
                           model_dir=args.model_dir, progress=not args.no_progress, resume=not args.fresh,
                           cache_dir=args.cache_dir, threads=1 if args.threads is None else args.threads,
@@ -528,9 +545,9 @@ def cmd_evaluate(args) -> Dict[str, Any]:
     from .metrics import EvalGraphs, acc_auc, correct_subset
     from .plot import plot_acc_curves
 
-    model = _load_model(args)
+    model = _load_model(args, map_location=_device())
     if args.explainer is not None:
-        refine = _load_explainer(args, model)
+        refine = _load_explainer(args, model).to(_device())
         _, splits = _load(args)
         where = f"--dataset {args.dataset}"
         _check_model_fits(splits[args.split][0], where, model)
@@ -590,7 +607,8 @@ def cmd_demo(args) -> Dict[str, Any]:
 
     t = time.perf_counter()
     gnn = train_for_dataset("ba3", ".", out / "model", epochs=args.gnn_epochs, seed=args.seed,
-                            progress=not args.no_progress, cache_dir=out / "data", data_seed=args.seed)
+                            progress=not args.no_progress, cache_dir=out / "data", data_seed=args.seed,
+                            device=_device())
     model = load_model(out / "model" / "model.pt", map_location=_device())
     timings["train_gnn"] = time.perf_counter() - t
     _say(args, f"[2/4] target GNN (LEConv): test accuracy {gnn.get('test_acc', float('nan')):.3f}")
@@ -717,6 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=POSITIVE_INT, default=None,
                    help="torch CPU threads (default: torch's choice; with --table 1, so that Table 4 times "
                         "every explainer at the same setting)")
+    _device_option(p)
     _output_options(p)
     p.set_defaults(func=cmd_evaluate, parser=p)
     return parser
@@ -730,11 +749,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit:  # an option error (one line printed) or --help
         return exit.code if isinstance(exit.code, int) else 0
+    global _DEVICE
+    from .device import resolve_device
+
     prog = f"refine-fast {args.command}"
     try:
         with _warnings_as_lines(prog):
             if args.threads is not None:
                 torch.set_num_threads(args.threads)
+            try:
+                _DEVICE = resolve_device(args.device)
+            except ValueError as error:
+                raise UsageError(f"--device: {error}") from None
             result = args.func(args)
     except USER_ERRORS as error:
         if args.debug:

@@ -13,9 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _shared_root() -> Path:
-    """``$REFINE_FAST_SHARED``, else ``../shared`` beside the checkout, else ``/work/shared`` (a worktree
-    under /work/wt/ has no ``../shared``)."""
-    if "REFINE_FAST_SHARED" in os.environ:
+    """``$REFINE_FAST_SHARED``, else ``../shared`` beside the repository, else /work/shared (a git worktree
+    elsewhere on the development machine)."""
+    if os.environ.get("REFINE_FAST_SHARED"):
         return Path(os.environ["REFINE_FAST_SHARED"])
     beside = REPO_ROOT.parent / "shared"
     return beside if beside.is_dir() else Path("/work/shared")
@@ -26,7 +26,7 @@ DATA_ROOT = _shared_root() / "data"
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The shared data folder (see ``_shared_root``; tests using it are skipped when it is absent)."""
+    """The shared data folder (see :func:`_shared_root`; tests using it are skipped when it is absent)."""
     if not DATA_ROOT.is_dir():
         pytest.skip(f"real data not found at {DATA_ROOT}")
     return DATA_ROOT

@@ -118,6 +118,17 @@ def test_errors():
         torch.ops.refine_fast.concrete_sample_backward(torch.ones(3), torch.ones(4), 1.0)
 
 
+def test_argument_on_meta_is_refused():
+    logits, key = make_inputs(10, torch.float32)
+    with pytest.raises(RuntimeError, match=r"concrete_sample: key must be on the device of logits \(cpu\), got meta"):
+        concrete_sample(logits, key.to("meta"), 0)
+    with pytest.raises(RuntimeError, match=r"concrete_sample: key must be on the device of logits \(meta\), got cpu"):
+        concrete_sample(logits.to("meta"), key, 0)
+    with pytest.raises(RuntimeError, match=r"concrete_sample_backward: grad must be on the device of output"):
+        torch.ops.refine_fast.concrete_sample_backward(torch.ones(4, device="meta"), torch.ones(4), 1.0)
+    assert concrete_sample(logits.to("meta"), key.to("meta"), 0).device.type == "meta"
+
+
 @CUDA
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cuda_matches_cpu(dtype):

@@ -4,6 +4,7 @@ import torch
 
 import refine_fast  # noqa: F401  (registers the ops)
 from refine_fast.ops.edge_score import edge_score, edge_score_reference
+from refine_fast.testing import SyncCounter
 
 DEVICES = [
     "cpu",
@@ -202,9 +203,11 @@ def _bad(**changes):
 BAD_INPUTS = [
     (dict(edge_index=torch.zeros(2, 10, dtype=torch.int32)), r"edge_index must be int64 of shape \[2, E\]"),
     (dict(edge_index=torch.zeros(3, 10, dtype=torch.long)), r"edge_index must be int64 of shape \[2, E\]"),
-    (dict(edge_index=torch.tensor([[0] * 9 + [6], [0] * 10])), r"edge_index\[0\] \(source nodes\) must be in \[0, 6\)"),
-    (dict(edge_index=torch.tensor([[0] * 10, [0] * 9 + [-1]])), r"edge_index\[1\] \(target nodes\) must be in \[0, 5\)"),
-    (dict(group=torch.full((10,), 3)), r"group must be in \[0, 3\)"),
+    (dict(edge_index=torch.tensor([[0] * 9 + [6], [0] * 10])),
+     r"edge_index\[0\] \(source nodes\) must be in \[0, 6\), got 6 at edge 9"),
+    (dict(edge_index=torch.tensor([[0] * 10, [0] * 9 + [-1]])),
+     r"edge_index\[1\] \(target nodes\) must be in \[0, 5\), got -1 at edge 9"),
+    (dict(group=torch.full((10,), 3)), r"group must be in \[0, 3\), got 3 at edge 0"),
     (dict(group=torch.zeros(10, dtype=torch.int32)), r"group must be int64 of shape \[E = 10\]"),
     (dict(group=torch.zeros(9, dtype=torch.long)), r"group must be int64 of shape \[E = 10\]"),
     (dict(p_src=torch.randn(6)), r"p_src must be a 2-D floating tensor"),
@@ -232,9 +235,166 @@ def test_bad_backward_inputs():
                                                   inputs["edge_index"], inputs["weight"], None, None)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_mixed_devices():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bad_index_names_the_first_bad_edge(threads):
+    # Checked inside the kernels (no separate pass, no host sync): the lowest bad edge is named,
+    # whatever the thread count, in the forward and in a direct call of the backward op.
+    inputs = make_inputs(60, 50, 20000, 8, 3, True, True, seed=2)
+    inputs["edge_index"][0, 15000] = 60
+    inputs["edge_index"][1, 9000] = -1
+    inputs["group"][12000] = 3
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        message = r"edge_index\[1\] \(target nodes\) must be in \[0, 50\), got -1 at edge 9000"
+        with pytest.raises(RuntimeError, match=r"edge_score \(CPU\): " + message):
+            edge_score(**inputs)
+        with pytest.raises(RuntimeError, match=r"edge_score_backward \(CPU\): " + message):
+            torch.ops.refine_fast.edge_score_backward(torch.randn(20000), inputs["p_src"], inputs["p_dst"],
+                                                      inputs["edge_index"], inputs["weight"], inputs["edge_term"],
+                                                      inputs["group"])
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_no_host_sync():
+    # No op that would make a GPU wait for the host, in the forward or the backward (counted on the
+    # CPU: the same C++ front code runs for CUDA).
+    inputs = make_inputs(50, 40, 300, 16, 3, True, True)
+    with SyncCounter() as syncs:
+        forward_backward(edge_score, inputs, torch.randn(300))
+    assert syncs.count == 0, syncs.ops
+
+
+ARGUMENTS = ("p_src", "p_dst", "edge_index", "weight", "bias", "edge_term", "group")
+
+
+@pytest.mark.parametrize("name", ARGUMENTS)
+def test_argument_on_meta_is_refused(name):
+    # One argument on meta sends the call to the fake kernel, which must not return uninitialized
+    # memory on the others' device.
+    cpu = make_inputs(6, 5, 10, 4, 3, True, True)
+    inputs = {**cpu, name: cpu[name].to("meta")}
+    expected = (r"p_dst must be on the device of p_src \(meta\), got cpu" if name == "p_src"
+                else rf"{name} must be on the device of p_src \(cpu\), got meta")
+    with pytest.raises(RuntimeError, match=r"edge_score: " + expected):
+        edge_score(**inputs)
+    if name != "bias":
+        if name == "p_src":
+            expected = expected.replace("p_dst", "grad")  # the backward checks grad second
+        with pytest.raises(RuntimeError, match=r"edge_score_backward: " + expected):
+            torch.ops.refine_fast.edge_score_backward(torch.randn(10), *(inputs[k] for k in ARGUMENTS if k != "bias"))
+    with pytest.raises(RuntimeError, match=r"edge_score_backward: grad must be on the device of p_src \(cpu\)"):
+        torch.ops.refine_fast.edge_score_backward(torch.randn(10, device="meta"),
+                                                  *(cpu[k] for k in ARGUMENTS if k != "bias"))
+
+
+def test_all_meta_gives_shapes():
+    inputs = {k: v.to("meta") for k, v in make_inputs(6, 5, 10, 4, 3, True, True).items()}
+    out = edge_score(**inputs)
+    assert out.device.type == "meta" and out.shape == (10,)
+
+
+def test_csr_order():
+    # The order of the CUDA backward's segmented sums: a stable sort by index, with the CSR pointers.
+    gen = torch.Generator().manual_seed(0)
+    for size, E in [(0, 0), (1, 5), (7, 0), (50, 1000), (3000, 2000)]:
+        index = torch.randint(0, max(size, 1), (E,), generator=gen)
+        ptr, perm = torch.ops.refine_fast.csr_order(index, size)
+        counts = torch.bincount(index, minlength=size)[:size]
+        assert torch.equal(ptr, torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]))
+        assert torch.equal(perm, torch.sort(index, stable=True).indices)
+        for v in range(min(size, 20)):
+            edges = perm[ptr[v]:ptr[v + 1]]
+            assert (index[edges] == v).all() and (edges.diff() > 0).all()
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@CUDA
+def test_cuda_mixed_devices():
     inputs = make_inputs(6, 5, 10, 4, device="cuda")
     inputs["edge_index"] = inputs["edge_index"].cpu()
     with pytest.raises(RuntimeError, match=r"edge_index must be on the device of p_src"):
         edge_score(**inputs)
+    inputs["edge_index"] = inputs["edge_index"].to("meta")
+    with pytest.raises(RuntimeError, match=r"edge_score: edge_index must be on the device of p_src \(cuda:0\)"):
+        edge_score(**inputs)
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("hub", [False, True])
+def test_cuda_backward_is_deterministic(dtype, hub):
+    # Segmented sums instead of float atomics: two runs give the same bits, and the op passes under
+    # torch.use_deterministic_algorithms. `hub` sends 5000 edges to one node (a segment cut into pieces).
+    inputs = make_inputs(300, 200, 20000, 64, 4, True, True, dtype, "cuda", seed=9)
+    if hub:
+        inputs["edge_index"][1, :5000] = 0
+    grad_out = torch.randn(20000, dtype=dtype, device="cuda")
+    previous = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+        first = forward_backward(edge_score, inputs, grad_out)
+        second = forward_backward(edge_score, inputs, grad_out)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert torch.equal(first[0], second[0])
+    for name in first[1]:
+        assert torch.equal(first[1][name], second[1][name]), name
+    assert_matches_reference(inputs, TOL[dtype])
+
+
+@CUDA
+def test_cuda_csr_order_matches_cpu():
+    index = torch.randint(0, 500, (100_000,), generator=torch.Generator().manual_seed(1))
+    for size in [500, 300]:  # 300: values >= size fall outside every range
+        cpu = torch.ops.refine_fast.csr_order(index, size)
+        gpu = torch.ops.refine_fast.csr_order(index.cuda(), size)
+        assert all(torch.equal(a, b.cpu()) for a, b in zip(cpu, gpu))
+
+
+@CUDA
+def test_cuda_non_default_stream():
+    inputs = make_inputs(300, 200, 20000, 64, 4, True, True, device="cuda", seed=4)
+    grad_out = torch.randn(20000, device="cuda")
+    expected = forward_backward(edge_score, inputs, grad_out)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        got = forward_backward(edge_score, inputs, grad_out)
+    torch.cuda.current_stream().wait_stream(stream)
+    assert torch.equal(got[0], expected[0])
+    assert all(torch.equal(got[1][k], expected[1][k]) for k in expected[1])
+
+
+@CUDA
+def test_cuda_no_sync_and_graph_capture():
+    # No host synchronization in the forward or backward op: none under sync debug mode "error", and
+    # both can be captured in a CUDA graph whose replay gives the same bits.
+    inputs = make_inputs(300, 200, 20000, 64, 4, True, True, device="cuda", seed=3)
+    args = [inputs[k] for k in ARGUMENTS]
+    backward_args = [torch.randn(20000, device="cuda")] + args[:4] + args[5:]
+
+    def run():
+        return [torch.ops.refine_fast.edge_score(*args), *torch.ops.refine_fast.edge_score_backward(*backward_args)]
+
+    expected = run()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream before capture
+        run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = run()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert all(torch.equal(a, b) for a, b in zip(captured, expected))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from refine_fast.ops import segment_select, segment_select_reference
 from refine_fast.ops.segment_select import select_counts
+from refine_fast.testing import SyncCounter
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 DTYPES = [torch.float32, torch.float64]
@@ -54,17 +55,17 @@ def test_large_segments(stochastic):
         assert torch.equal(out, segment_select_reference(scores, ptr, ratio, key, 4, 2, stochastic))
 
 
-@pytest.mark.parametrize("ratio_dtype", DTYPES)
-@pytest.mark.parametrize("stochastic", [True, False])
-def test_ratio_tensor(ratio_dtype, stochastic):
-    sizes = [4, 10, 0, 25, 3]
-    scores, ptr, key = make_batch(sizes)
-    ratio = torch.tensor([0.5, 0.3, 0.7, 0.2, 1.0], dtype=ratio_dtype)
-    out = segment_select(scores, ptr, ratio, key, 1, 0, stochastic)
-    assert torch.equal(out, segment_select_reference(scores, ptr, ratio, key, 1, 0, stochastic))
-    assert per_segment_sum(out, ptr).tolist() == [2, 3, 0, 5, 3]
-    scalar = segment_select(scores, ptr, torch.tensor(0.3, dtype=ratio_dtype), key, 1, 0, stochastic)
-    assert torch.equal(scalar, segment_select(scores, ptr, 0.3, key, 1, 0, stochastic))
+def test_ratio_is_a_float_argument():
+    # A float in the schema: no tensor made per call (and none copied to the device).
+    schema = torch.ops.refine_fast.segment_select.default._schema
+    assert str(schema.arguments[2].type) == "float" and schema.arguments[2].name == "ratio"
+    scores, ptr, key = make_batch([4, 10, 0, 25, 3])
+    for stochastic in [True, False]:
+        out = torch.ops.refine_fast.segment_select(scores, ptr, 0.3, key, 1, 0, stochastic)
+        assert torch.equal(out, segment_select(scores, ptr, 0.3, key, 1, 0, stochastic))
+        # A one-element tensor still works through the wrapper (converted once on the host).
+        scalar = segment_select(scores, ptr, torch.tensor(0.3, dtype=torch.float32), key, 1, 0, stochastic)
+        assert torch.equal(scalar, out)
 
 
 def test_counts_round_like_exact_arithmetic():
@@ -107,7 +108,7 @@ def test_empty_inputs():
         assert out.shape == (0,) and out.dtype == torch.bool
         assert torch.equal(out, segment_select_reference(empty, ptr, 0.5, torch.zeros(0, dtype=torch.int64)))
     ptr = torch.zeros(1, dtype=torch.int64)
-    assert segment_select(empty, ptr, torch.zeros(0, dtype=torch.float64), stochastic=False).shape == (0,)
+    assert segment_select(empty, ptr, 1.0, stochastic=False).shape == (0,)
 
 
 def test_non_contiguous():
@@ -202,8 +203,7 @@ def test_property_counts_and_top_k(sizes, ratio, levels, seed):
 @pytest.mark.parametrize("stochastic", [True, False])
 def test_opcheck(stochastic):
     scores, ptr, key = make_batch([3, 0, 9, 1])
-    ratio = torch.tensor([0.4, 0.5, 0.2, 1.0], dtype=torch.float64)
-    args = (scores, ptr, ratio, key if stochastic else None, 1, 2, stochastic)
+    args = (scores, ptr, 0.4, key if stochastic else None, 1, 2, stochastic)
     torch.library.opcheck(torch.ops.refine_fast.segment_select.default, args)
 
 
@@ -215,16 +215,17 @@ def test_errors():
         (dict(ptr=ptr.int()), r"ptr must be a 1-D int64 tensor of shape \[S \+ 1\]"),
         (dict(ptr=torch.tensor([1, 3, 7])), r"ptr\[0\] must be 0"),
         (dict(ptr=torch.tensor([0, 3, 6])), r"ptr\[-1\] must equal E = 7"),
-        (dict(ptr=torch.tensor([0, 5, 2, 7])), "ptr must be non-decreasing"),
+        (dict(ptr=torch.tensor([0, 5, 2, 7])), r"ptr must be non-decreasing, got ptr\[1\] = 5 > ptr\[2\] = 2"),
         (dict(ratio=0.0), r"ratio must be in \(0, 1\]"),
         (dict(ratio=1.5), r"ratio must be in \(0, 1\]"),
         (dict(ratio=float("nan")), r"ratio must be in \(0, 1\]"),
-        (dict(ratio=torch.tensor([0.5, 0.5, 0.5])), r"ratio must be a floating scalar tensor or of shape \[S\]"),
         (dict(key=None), "key is required when stochastic=True"),
         (dict(key=key[:3]), r"key must be int64 of shape \[E\] = \[7\]"),
         (dict(step=-1), r"step must be in \[0, 2\^32\)"),
-        (dict(scores=torch.tensor([0.1, float("nan"), 0.3, 0.1, 0.1, 0.1, 0.1])), "scores must not contain NaN"),
-        (dict(scores=torch.tensor([0.1, -0.2, 0.3, 0.1, 0.1, 0.1, 0.1])), "scores must be probabilities >= 0"),
+        (dict(scores=torch.tensor([0.1, 0.3, 0.1, 0.1, 0.1, float("nan"), 0.1])),
+         "scores must not contain NaN, got NaN at edge 5"),
+        (dict(scores=torch.tensor([0.1, -0.2, 0.3, 0.1, 0.1, 0.1, -0.1])),
+         "scores must be probabilities >= 0 when stochastic=True, got -0.2 at edge 1"),
     ]
     for change, message in cases:
         args = dict(scores=scores, ptr=ptr, ratio=0.5, key=key, seed=0, step=0, stochastic=True) | change
@@ -234,12 +235,101 @@ def test_errors():
     assert segment_select(-scores, ptr, 0.5, stochastic=False).sum() == 4
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bad_score_names_the_first_bad_edge(threads):
+    # Checked as the kernel reads the scores (no separate pass, no host sync): the lowest bad edge is
+    # named whatever the thread count, also in segments where every edge is kept (k = n).
+    scores, ptr, key = make_batch([1] * 100 + [200] * 50, seed=1)
+    scores[9000], scores[50] = float("nan"), -1.0
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        with pytest.raises(RuntimeError, match=r"segment_select \(CPU\): scores must be probabilities >= 0 when "
+                                               r"stochastic=True, got -1 at edge 50"):
+            segment_select(scores, ptr, 0.3, key, 0, 0, True)
+        with pytest.raises(RuntimeError, match=r"scores must not contain NaN, got NaN at edge 9000"):
+            segment_select(scores, ptr, 0.3, key, 0, 0, False)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_no_host_sync():
+    scores, ptr, key = make_batch([0, 5, 60, 333, 7], seed=2)
+    with SyncCounter() as syncs:
+        for stochastic in [True, False]:
+            segment_select(scores, ptr, 0.3, key, 1, 2, stochastic)
+    assert syncs.count == 0, syncs.ops
+
+
+@pytest.mark.parametrize("name", ["scores", "ptr", "key"])
+def test_argument_on_meta_is_refused(name):
+    args = dict(zip(["scores", "ptr", "key"], make_batch([3, 4])))
+    expected = (r"ptr must be on the device of scores \(meta\), got cpu" if name == "scores"
+                else rf"{name} must be on the device of scores \(cpu\), got meta")
+    args[name] = args[name].to("meta")
+    with pytest.raises(RuntimeError, match=r"segment_select: " + expected):
+        segment_select(args["scores"], args["ptr"], 0.5, args["key"], 0, 0, True)
+
+
 @CUDA
 @pytest.mark.parametrize("stochastic", [True, False])
 @pytest.mark.parametrize("ties", [False, True])
 def test_cuda_matches_cpu(stochastic, ties):
-    # Includes segments above the shared-memory size (the radix-select path).
-    scores, ptr, key = make_batch([0, 1, 5, 60, 2047, 2048, 2049, 5000, 0, 3], seed=6, ties=ties)
-    cpu = segment_select(scores, ptr, 0.3, key, 3, 1, stochastic)
-    gpu = segment_select(scores.cuda(), ptr.cuda(), 0.3, key.cuda(), 3, 1, stochastic)
-    assert torch.equal(gpu.cpu(), cpu)
+    # Every path: the shared-memory ranks (<= 2048), the one-block radix select (<= 32768) and the
+    # radix select split across blocks (> 32768, tiles of 4096), with ties at the threshold.
+    sizes = [0, 1, 5, 60, 2047, 2048, 2049, 5000, 0, 3, 32768, 32769, 40000, 100_000, 3]
+    scores, ptr, key = make_batch(sizes, seed=6, ties=ties)
+    for ratio in [0.01, 0.3, 0.999, 1.0]:
+        cpu = segment_select(scores, ptr, ratio, key, 3, 1, stochastic)
+        gpu = segment_select(scores.cuda(), ptr.cuda(), ratio, key.cuda(), 3, 1, stochastic)
+        assert torch.equal(gpu.cpu(), cpu), ratio
+        assert torch.equal(gpu, segment_select(scores.cuda(), ptr.cuda(), ratio, key.cuda(), 3, 1, stochastic))
+
+
+@CUDA
+def test_cuda_all_ties_in_a_split_segment():
+    # One 200k-edge segment of equal scores: the k first edges, ties spanning many tiles.
+    scores = torch.full((200_000,), 0.5, dtype=torch.float64)
+    ptr = torch.tensor([0, 200_000])
+    for ratio in [0.0001, 0.37, 0.9999]:
+        gpu = segment_select(scores.cuda(), ptr.cuda(), ratio, stochastic=False).cpu()
+        assert torch.equal(gpu, segment_select(scores, ptr, ratio, stochastic=False))
+
+
+@CUDA
+def test_cuda_mixed_devices():
+    scores, ptr, key = make_batch([3, 4])
+    with pytest.raises(RuntimeError, match=r"ptr must be on the device of scores"):
+        segment_select(scores.cuda(), ptr, 0.5, key.cuda())
+    with pytest.raises(RuntimeError, match=r"segment_select: key must be on the device of scores \(cuda:0\)"):
+        segment_select(scores.cuda(), ptr.cuda(), 0.5, key.to("meta"))
+
+
+@CUDA
+def test_cuda_no_sync_and_graph_capture():
+    # Every path (split segments included) without host synchronization: none under sync debug mode
+    # "error", and a CUDA graph capture replays to the same selection.
+    scores, ptr, key = make_batch([5, 3000, 40_000, 70_000, 0, 60], seed=2)
+    scores, ptr, key = scores.cuda(), ptr.cuda(), key.cuda()
+
+    def run():
+        return [segment_select(scores, ptr, 0.3, key, 1, 2, stochastic) for stochastic in (True, False)]
+
+    expected = run()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = run()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert all(torch.equal(a, b) for a, b in zip(captured, expected))

@@ -16,14 +16,6 @@ void check_same(const char* op, const char* backend, const char* name, const at:
               p_src.device(), "), got ", t.device());
 }
 
-void check_range(const char* op, const char* backend, const char* name, const at::Tensor& index, int64_t size) {
-  if (index.numel() == 0) return;
-  const auto [lo, hi] = at::aminmax(index);
-  const int64_t min = lo.item<int64_t>(), max = hi.item<int64_t>();
-  TORCH_CHECK(min >= 0 && max < size, op, " (", backend, "): ", name, " must be in [0, ", size, "), got values in [",
-              min, ", ", max, "]");
-}
-
 // Rows of a [rows, H] tensor with unit channel stride (other layouts are copied).
 at::Tensor rows_view(const at::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
 
@@ -59,19 +51,27 @@ int64_t check_inputs(const char* op, const char* backend, const at::Tensor& p_sr
                 group->sizes());
     TORCH_CHECK(group->device() == p_src.device(), op, " (", backend, "): group must be on the device of p_src (",
                 p_src.device(), "), got ", group->device());
-    check_range(op, backend, "group", *group, G);
   } else {
     TORCH_CHECK(E == 0 || G >= 1, op, " (", backend, "): weight must have at least one row (group 0), got shape ",
                 weight.sizes());
-  }
-  if (E > 0) {
-    check_range(op, backend, "edge_index[0] (source nodes)", edge_index[0], p_src.size(0));
-    check_range(op, backend, "edge_index[1] (target nodes)", edge_index[1], p_dst.size(0));
   }
   return E;
 }
 
 }  // namespace
+
+void fail_edge_score_range(const char* op, const char* backend, const int64_t* src, const int64_t* dst,
+                           const int64_t* group, int64_t n_src, int64_t n_dst, int64_t G, int64_t e) {
+  if (group != nullptr) {
+    TORCH_CHECK(group[e] >= 0 && group[e] < G, op, " (", backend, "): group must be in [0, ", G, "), got ", group[e],
+                " at edge ", e);
+  }
+  TORCH_CHECK(src[e] >= 0 && src[e] < n_src, op, " (", backend, "): edge_index[0] (source nodes) must be in [0, ",
+              n_src, "), got ", src[e], " at edge ", e);
+  TORCH_CHECK(dst[e] >= 0 && dst[e] < n_dst, op, " (", backend, "): edge_index[1] (target nodes) must be in [0, ",
+              n_dst, "), got ", dst[e], " at edge ", e);
+  TORCH_INTERNAL_ASSERT(false, op, " (", backend, "): edge ", e, " reported out of range but is not");
+}
 
 void check_edge_score(const at::Tensor& p_src, const at::Tensor& p_dst, const at::Tensor& edge_index,
                       const at::Tensor& weight, const at::Tensor& bias,

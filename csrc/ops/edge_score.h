@@ -2,6 +2,8 @@
 
 // The fused edge-score MLP: argument checks shared by every backend (`backend` — "CPU",
 // "CUDA" — is named in the messages) and C++ entry points that call the dispatcher.
+// The checks here read no tensor values (no device synchronization); the kernels check the
+// index values as they read them (CPU: an error after the loop, CUDA: device-side asserts).
 
 #include <ATen/ATen.h>
 
@@ -32,7 +34,8 @@ void check_edge_score_backward(const at::Tensor& grad, const at::Tensor& p_src, 
                                const char* backend);
 
 // Raw pointers a backend kernel reads: rows of p_src / p_dst / edge_term (unit channel stride, any
-// row stride), the edge endpoints, the optional group of each edge and weight [G, H].
+// row stride), the edge endpoints, the optional group of each edge and weight [G, H], with the
+// ranges the indices must lie in.
 template <typename scalar_t>
 struct EdgeScoreInputs {
   const scalar_t* p_src;
@@ -46,7 +49,12 @@ struct EdgeScoreInputs {
   const int64_t* group;  // nullptr when None (every edge in group 0)
   const scalar_t* weight;
   int64_t H;
+  int64_t n_src, n_dst, G;
 };
+
+// Raises the error naming the argument out of range at edge e (found by a kernel).
+[[noreturn]] void fail_edge_score_range(const char* op, const char* backend, const int64_t* src, const int64_t* dst,
+                                        const int64_t* group, int64_t n_src, int64_t n_dst, int64_t G, int64_t e);
 
 // The tensors a backend kernel reads, in the layouts of EdgeScoreInputs (p_src, p_dst and edge_term
 // with unit channel stride, edge_index, weight and group contiguous; other layouts are copied);
@@ -67,7 +75,10 @@ struct EdgeScoreTensors {
             edge_index.const_data_ptr<int64_t>() + E,
             group.defined() ? group.const_data_ptr<int64_t>() : nullptr,
             weight.const_data_ptr<scalar_t>(),
-            weight.size(1)};
+            weight.size(1),
+            p_src.size(0),
+            p_dst.size(0),
+            weight.size(0)};
   }
 };
 

@@ -59,13 +59,14 @@ def load_splits(name: str, data_root: Union[str, Path], cache_dir: Union[str, Pa
 
 def train_for_dataset(name: str, data_root: Union[str, Path], out_dir: Union[str, Path],
                       epochs: Optional[int] = None, seed: int = 0, progress: bool = True,
-                      cache_dir: Union[str, Path, None] = None, data_seed: int = 0) -> Dict[str, Any]:
-    """Train the target GNN of ``name`` and write ``<out_dir>/model.pt`` (see :func:`load_model`) and
-    ``<out_dir>/metrics.json``. Returns the metrics (accuracies, epochs, seconds, model path)."""
+                      cache_dir: Union[str, Path, None] = None, data_seed: int = 0,
+                      device: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Train the target GNN of ``name`` on ``device`` and write ``<out_dir>/model.pt`` (see :func:`load_model`)
+    and ``<out_dir>/metrics.json``. Returns the metrics (accuracies, epochs, seconds, model path)."""
     spec = _spec(name)
     _, (train_set, val_set, test_set) = load_splits(name, data_root, cache_dir, data_seed)
     torch.manual_seed(seed)
-    model = spec.model()
+    model = spec.model().to(device)
     kwargs = dict(spec.train)
     if epochs is not None:
         kwargs["epochs"] = int(epochs)

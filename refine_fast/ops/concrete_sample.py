@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .devices import check_same_device
+
 __all__ = [
     "uniform",
     "uniform_reference",
@@ -143,11 +145,13 @@ def _uniform_fake(key, seed, step, dtype):
 
 @torch.library.register_fake("refine_fast::concrete_sample")
 def _concrete_sample_fake(logits, key, seed, step, temperature):
+    check_same_device("concrete_sample", logits=logits, key=key)
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
 @torch.library.register_fake("refine_fast::concrete_sample_backward")
 def _concrete_sample_backward_fake(grad, output, temperature):
+    check_same_device("concrete_sample_backward", output=output, grad=grad)
     return torch.empty_like(output, memory_format=torch.contiguous_format)
 
 

@@ -14,6 +14,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .devices import check_same_device
+
 __all__ = ["edge_score", "edge_score_reference"]
 
 
@@ -70,11 +72,15 @@ def edge_score_reference(
 
 @torch.library.register_fake("refine_fast::edge_score")
 def _edge_score_fake(p_src, p_dst, edge_index, weight, bias, edge_term, group):
+    check_same_device("edge_score", p_src=p_src, p_dst=p_dst, edge_index=edge_index, weight=weight, bias=bias,
+                      edge_term=edge_term, group=group)
     return p_src.new_empty(edge_index.shape[1])
 
 
 @torch.library.register_fake("refine_fast::edge_score_backward")
 def _edge_score_backward_fake(grad, p_src, p_dst, edge_index, weight, edge_term, group):
+    check_same_device("edge_score_backward", p_src=p_src, grad=grad, p_dst=p_dst, edge_index=edge_index,
+                      weight=weight, edge_term=edge_term, group=group)
     grad_term = p_src.new_empty(edge_term.shape) if edge_term is not None else p_src.new_empty(0)
     return (
         p_src.new_empty(p_src.shape),

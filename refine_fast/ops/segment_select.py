@@ -1,7 +1,7 @@
 """Segmented top-rho selection of ReFine: in each graph keep a ratio of its edges.
 
-Segment s owns edges ``ptr[s]:ptr[s + 1]`` and keeps ``k_s = min(max(ceil(ratio_s * n_s), 1), n_s)``
-of them (0 if empty). ``ratio_s * n_s`` is computed in float64 and multiplied by ``1 - 1e-6``
+Segment s owns edges ``ptr[s]:ptr[s + 1]`` and keeps ``k_s = min(max(ceil(ratio * n_s), 1), n_s)``
+of them (0 if empty). ``ratio * n_s`` is computed in float64 and multiplied by ``1 - 1e-6``
 before the ceil, so products that are integers up to rounding (``0.3 * 10``, or a float32
 ratio) do not round up to the next integer.
 
@@ -20,22 +20,17 @@ import torch
 from torch import Tensor
 
 from .concrete_sample import SELECT_STREAM, _int64, uniform_reference
+from .devices import check_same_device
 
 __all__ = ["segment_select", "segment_select_reference", "select_counts"]
 
 SELECT_COUNT_SLACK = 1e-6  # relative slack of the ceil, the same as csrc/ops/common/select.h
 
 
-def _ratio_tensor(ratio: float | Tensor, scores: Tensor) -> Tensor:
-    if isinstance(ratio, Tensor):
-        return ratio.to(scores.device)
-    return torch.tensor(float(ratio), dtype=torch.float64, device=scores.device)
-
-
 def segment_select(
     scores: Tensor,
     ptr: Tensor,
-    ratio: float | Tensor,
+    ratio: float,
     key: Tensor | None = None,
     seed: int = 0,
     step: int = 0,
@@ -46,7 +41,7 @@ def segment_select(
     Args:
         scores: ``[E]`` floating, edge scores (probabilities in [0, 1] when stochastic).
         ptr: ``[S + 1]`` int64, segment boundaries (``ptr[0] = 0``, ``ptr[-1] = E``, non-decreasing).
-        ratio: a float or a floating tensor ``[]`` / ``[S]``, in (0, 1].
+        ratio: in (0, 1], the same for every segment (a Python float: no tensor, no device copy).
         key: ``[E]`` int64 per-edge keys; required when ``stochastic``.
         seed: the run's seed.
         step: the training step, in [0, 2**32).
@@ -55,23 +50,20 @@ def segment_select(
     Returns:
         ``[E]`` bool mask of the selected edges.
     """
-    return torch.ops.refine_fast.segment_select(
-        scores, ptr, _ratio_tensor(ratio, scores), key, _int64(seed), step, stochastic
-    )
+    return torch.ops.refine_fast.segment_select(scores, ptr, float(ratio), key, _int64(seed), step, stochastic)
 
 
-def select_counts(ptr: Tensor, ratio: float | Tensor) -> Tensor:
+def select_counts(ptr: Tensor, ratio: float) -> Tensor:
     """``[S]`` int64 numbers of edges kept per segment, k_s."""
     n = ptr.diff()
-    ratio = torch.as_tensor(ratio, dtype=torch.float64, device=ptr.device)
-    k = torch.ceil(ratio * n.to(torch.float64) * (1.0 - SELECT_COUNT_SLACK)).to(torch.int64)
+    k = torch.ceil(float(ratio) * n.to(torch.float64) * (1.0 - SELECT_COUNT_SLACK)).to(torch.int64)
     return torch.minimum(k.clamp(min=1), n)
 
 
 def segment_select_reference(
     scores: Tensor,
     ptr: Tensor,
-    ratio: float | Tensor,
+    ratio: float,
     key: Tensor | None = None,
     seed: int = 0,
     step: int = 0,
@@ -99,4 +91,5 @@ def segment_select_reference(
 
 @torch.library.register_fake("refine_fast::segment_select")
 def _segment_select_fake(scores, ptr, ratio, key, seed, step, stochastic):
+    check_same_device("segment_select", scores=scores, ptr=ptr, key=key)
     return scores.new_empty(scores.shape, dtype=torch.bool)

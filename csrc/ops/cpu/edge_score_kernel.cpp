@@ -2,10 +2,14 @@
 //
 // Forward: tasks of 2048 edges; per edge one vectorized pass over the H channels, with the
 // randomly gathered p_src / p_dst rows of the edges 8 ahead prefetched.
+// Each task first checks its edges' indices (a vectorized pass over data it is about to read); a
+// task with an index out of range computes nothing, and the lowest such edge is reported once
+// every task has finished.
 // Backward, without atomics and without any [E, H] temporary: the edges are grouped by source
 // and by target node (two stable counting sorts, O(E + N), run concurrently, which also lay out
-// each edge's other node, group and incoming gradient in that order). Source-node tasks
-// recompute tanh, accumulate grad p_src in a row buffer and write grad edge_term, plus the task's
+// each edge's other node, group and incoming gradient in that order, after one pass checking the
+// indices, so that a direct call with bad indices raises instead of writing out of bounds).
+// Source-node tasks recompute tanh, accumulate grad p_src in a row buffer and write grad edge_term, plus the task's
 // weight/bias partial sums (double for float); target-node tasks do the same for grad p_dst.
 // Tasks are ranges of whole nodes balanced by edges + nodes; their number depends only on the
 // sizes and partial sums are reduced in task order, so results do not depend on the thread count.
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include "ops/common/edge_score.h"
+#include "ops/cpu/first_index.h"
 #include "ops/edge_score.h"
 
 // Hot loops are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time.
@@ -72,9 +77,28 @@ inline opmath_t pre_activation(const scalar_t* xs, const scalar_t* xd, const sca
   }
 }
 
+// The first edge of [begin, end) whose endpoints or group are out of range, or end: a branch-free
+// pass (unsigned compares also catch negative indices), then a scan only when it found one.
+template <typename scalar_t>
+REFINE_CPU_CLONES int64_t first_out_of_range(const EdgeScoreInputs<scalar_t>& in, int64_t begin, int64_t end) {
+  const auto n_src = static_cast<uint64_t>(in.n_src), n_dst = static_cast<uint64_t>(in.n_dst);
+  const auto G = static_cast<uint64_t>(in.G);
+  const int64_t* group = in.group;
+  const auto out_of_range = [&](int64_t e) -> int {
+    return (static_cast<uint64_t>(in.src[e]) >= n_src) | (static_cast<uint64_t>(in.dst[e]) >= n_dst) |
+           (group != nullptr && static_cast<uint64_t>(group[e]) >= G);
+  };
+  int any = 0;
+#pragma omp simd reduction(| : any)
+  for (int64_t e = begin; e < end; ++e) any |= out_of_range(e);
+  int64_t e = begin;
+  while (any && !out_of_range(e)) ++e;
+  return any ? e : end;
+}
+
 template <typename scalar_t, bool kTerm>
-REFINE_CPU_CLONES void forward_edges(const EdgeScoreInputs<scalar_t>& in, const scalar_t* bias, scalar_t* out, int64_t begin,
-                                     int64_t end) {
+REFINE_CPU_CLONES void forward_edges(const EdgeScoreInputs<scalar_t>& in, const scalar_t* bias, scalar_t* out,
+                                     int64_t begin, int64_t end) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t H = in.H;
   for (int64_t e = begin; e < end; ++e) {
@@ -108,10 +132,14 @@ struct SideEdges {
   at::Tensor edge;   // [E] int64, undefined without edge_term
 };
 
-// Stable counting sort of the edges by own[e] (O(E + N), one thread).
+// Stable counting sort of the edges by own[e] (O(E + N), one thread; indices checked before).
 template <typename scalar_t>
-SideEdges sort_side(const int64_t* own, const int64_t* other, const int64_t* group, const scalar_t* grad,
-                    bool with_edge, int64_t E, int64_t N) {
+SideEdges sort_side(const EdgeScoreInputs<scalar_t>& in, bool first, const scalar_t* grad, int64_t E) {
+  const int64_t* own = first ? in.src : in.dst;
+  const int64_t* other = first ? in.dst : in.src;
+  const int64_t* group = in.group;
+  const bool with_edge = in.edge_term != nullptr;
+  const int64_t N = first ? in.n_src : in.n_dst;
   using opmath_t = at::opmath_type<scalar_t>;
   const auto long_opts = at::TensorOptions().dtype(at::kLong);
   SideEdges out{at::zeros({N + 1}, long_opts), at::empty({E}, long_opts),
@@ -230,14 +258,21 @@ at::Tensor edge_score_cpu(const at::Tensor& p_src, const at::Tensor& p_dst, cons
     const auto in = operands.inputs<scalar_t>();
     const scalar_t* bias_ptr = b.const_data_ptr<scalar_t>();
     scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
+    FirstIndex bad(E);
     parallel_tasks((E + kForwardChunk - 1) / kForwardChunk, [&](int64_t c) {
       const int64_t begin = c * kForwardChunk, end = std::min(begin + kForwardChunk, E);
-      if (in.edge_term) {
+      const int64_t first_bad = first_out_of_range(in, begin, end);
+      if (first_bad < end) {
+        bad.report(first_bad);
+      } else if (in.edge_term) {
         forward_edges<scalar_t, true>(in, bias_ptr, out_ptr, begin, end);
       } else {
         forward_edges<scalar_t, false>(in, bias_ptr, out_ptr, begin, end);
       }
     });
+    if (bad.found()) {
+      fail_edge_score_range("edge_score", "CPU", in.src, in.dst, in.group, in.n_src, in.n_dst, in.G, bad.get());
+    }
   });
   return out;
 }
@@ -268,13 +303,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> edge_scor
     using opmath_t = at::opmath_type<scalar_t>;
     const auto in = operands.inputs<scalar_t>();
     const scalar_t* grad_ptr = go.const_data_ptr<scalar_t>();
+    const int64_t bad = first_out_of_range(in, 0, E);
+    if (bad < E) {
+      fail_edge_score_range("edge_score_backward", "CPU", in.src, in.dst, in.group, in.n_src, in.n_dst, in.G, bad);
+    }
     SideEdges by_src, by_dst;  // sorted concurrently
     at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
       for (int64_t side = begin; side < end; ++side) {
         if (side == 0) {
-          by_src = sort_side(in.src, in.dst, in.group, grad_ptr, in.edge_term != nullptr, E, N_src);
+          by_src = sort_side(in, true, grad_ptr, E);
         } else {
-          by_dst = sort_side(in.dst, in.src, in.group, grad_ptr, in.edge_term != nullptr, E, N_dst);
+          by_dst = sort_side(in, false, grad_ptr, E);
         }
       }
     });

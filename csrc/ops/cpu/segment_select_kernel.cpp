@@ -1,5 +1,7 @@
 // CPU kernel of segment_select: parallel over groups of whole segments balanced by
 // edge count; per segment the selection keys, then an O(n_s) top-k (std::nth_element).
+// ptr is checked before the loop (O(S)); the scores as they are read, the first bad one
+// reported once every group has finished.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -10,6 +12,7 @@
 
 #include "ops/common/philox.h"
 #include "ops/common/select.h"
+#include "ops/cpu/first_index.h"
 #include "ops/segment_select.h"
 
 namespace refine_fast {
@@ -51,14 +54,43 @@ void mark_top_k(const double* keys, int64_t n, int64_t k, std::vector<double>& s
   }
 }
 
+// ptr[0] = 0, ptr[S] = E and non-decreasing.
+void check_ptr(const int64_t* ptr, int64_t num_segments, int64_t num_edges) {
+  const char* op = "segment_select (CPU): ";
+  TORCH_CHECK(ptr[0] == 0, op, "ptr[0] must be 0, got ", ptr[0]);
+  TORCH_CHECK(ptr[num_segments] == num_edges, op, "ptr[-1] must equal E = ", num_edges, ", got ",
+              ptr[num_segments]);
+  for (int64_t s = 0; s < num_segments; ++s) {
+    TORCH_CHECK(ptr[s] <= ptr[s + 1], op, "ptr must be non-decreasing, got ptr[", s, "] = ", ptr[s], " > ptr[",
+                s + 1, "] = ", ptr[s + 1]);
+  }
+}
+
+// Scores the op refuses: NaN, and negative ones when stochastic.
 template <typename scalar_t>
-void select_segments(const scalar_t* scores, const int64_t* ptr, const double* ratio, bool per_segment_ratio,
-                     const int64_t* key, int64_t seed, int64_t step, bool stochastic, int64_t seg_begin,
-                     int64_t seg_end, bool* mask) {
+bool bad_score(scalar_t score, bool stochastic) {
+  const double v = static_cast<double>(score);
+  return v != v || (stochastic && v < 0);
+}
+
+[[noreturn]] void fail_score(double score, int64_t e) {
+  TORCH_CHECK(score == score, "segment_select (CPU): scores must not contain NaN, got NaN at edge ", e);
+  TORCH_CHECK(false, "segment_select (CPU): scores must be probabilities >= 0 when stochastic=True, got ", score,
+              " at edge ", e);
+}
+
+// Selects in segments [seg_begin, seg_end); returns the first edge with a bad score (its segment
+// is left unselected), or -1.
+template <typename scalar_t>
+int64_t select_segments(const scalar_t* scores, const int64_t* ptr, double ratio, const int64_t* key, int64_t seed,
+                        int64_t step, bool stochastic, int64_t seg_begin, int64_t seg_end, bool* mask) {
   std::vector<double> keys, scratch;
   for (int64_t s = seg_begin; s < seg_end; ++s) {
     const int64_t begin = ptr[s], n = ptr[s + 1] - begin;
-    const int64_t k = select_count(ratio[per_segment_ratio ? s : 0], n);
+    for (int64_t i = 0; i < n; ++i) {
+      if (bad_score(scores[begin + i], stochastic)) return begin + i;
+    }
+    const int64_t k = select_count(ratio, n);
     if (k == n) {
       std::fill(mask + begin, mask + begin + n, true);
       continue;
@@ -72,31 +104,34 @@ void select_segments(const scalar_t* scores, const int64_t* ptr, const double* r
     }
     mark_top_k(keys.data(), n, k, scratch, mask + begin);
   }
+  return -1;
 }
 
-at::Tensor segment_select_cpu(const at::Tensor& scores, const at::Tensor& ptr, const at::Tensor& ratio,
-                              const c10::optional<at::Tensor>& key, int64_t seed, int64_t step, bool stochastic) {
+at::Tensor segment_select_cpu(const at::Tensor& scores, const at::Tensor& ptr, double ratio,
+                              const std::optional<at::Tensor>& key, int64_t seed, int64_t step, bool stochastic) {
   check_segment_select(scores, ptr, ratio, key, step, stochastic, "CPU");
   const auto scores_c = scores.contiguous();
   const auto ptr_c = ptr.contiguous();
-  const auto ratio_c = ratio.to(at::kDouble).contiguous();
   const auto key_c = stochastic ? key->contiguous() : at::Tensor();
-  auto mask = at::zeros({scores.numel()}, scores.options().dtype(at::kBool));
-  const int64_t num_segments = ptr.numel() - 1;
-  if (scores.numel() == 0) return mask;
+  const int64_t num_edges = scores.numel(), num_segments = ptr.numel() - 1;
+  const int64_t* p = ptr_c.const_data_ptr<int64_t>();
+  check_ptr(p, num_segments, num_edges);
+  auto mask = at::zeros({num_edges}, scores.options().dtype(at::kBool));
+  if (num_edges == 0) return mask;
 
-  const int64_t* p = ptr_c.data_ptr<int64_t>();
   const auto bounds = balanced_segment_groups(p, num_segments, std::min<int64_t>(at::get_num_threads(), num_segments));
   const int64_t groups = static_cast<int64_t>(bounds.size()) - 1;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "segment_select_cpu", [&] {
-    const scalar_t* sc = scores_c.data_ptr<scalar_t>();
-    const double* r = ratio_c.data_ptr<double>();
-    const int64_t* k = stochastic ? key_c.data_ptr<int64_t>() : nullptr;
-    bool* out = mask.data_ptr<bool>();
+    const scalar_t* sc = scores_c.const_data_ptr<scalar_t>();
+    const int64_t* k = stochastic ? key_c.const_data_ptr<int64_t>() : nullptr;
+    bool* out = mask.mutable_data_ptr<bool>();
+    FirstIndex bad(num_edges);
     at::parallel_for(0, groups, 1, [&](int64_t g_begin, int64_t g_end) {
-      select_segments<scalar_t>(sc, p, r, ratio_c.dim() == 1, k, seed, step, stochastic, bounds[g_begin],
-                                bounds[g_end], out);
+      const int64_t e = select_segments<scalar_t>(sc, p, ratio, k, seed, step, stochastic, bounds[g_begin],
+                                                  bounds[g_end], out);
+      if (e >= 0) bad.report(e);
     });
+    if (bad.found()) fail_score(static_cast<double>(sc[bad.get()]), bad.get());
   });
   return mask;
 }
