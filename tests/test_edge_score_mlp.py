@@ -1,4 +1,5 @@
-"""refine_fast.nn.EdgeScoreMLP equals Linear(H, 1)(tanh(Linear(2 D + D_e, H)(cat[z_i, z_j, a_ij]))) per group."""
+"""refine_fast.nn.EdgeScoreMLP (and edge_mlp, which ReFine's attributors call too) equals
+Linear(H, 1)(tanh(Linear(2 D + D_e, H)(cat[z_i, z_j, a_ij]))) per group."""
 import math
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from torch import nn
 
 from refine_fast.nn import EdgeScoreMLP
-from refine_fast.nn.edge_score_mlp import group_edge_index, grouped_linear
+from refine_fast.nn.edge_score_mlp import EveryGroup, RowGroups, group_edge_index
 from refine_fast.ops import edge_score
 
 D, H = 6, 10
@@ -16,12 +17,13 @@ def linear_pair(mlp: EdgeScoreMLP, g: int):
     """Group g's MLP as two nn.Linear layers holding copies of its parameters."""
     first = nn.Linear(2 * mlp.node_dim + mlp.edge_dim, mlp.hidden).double()
     second = nn.Linear(mlp.hidden, 1).double()
-    parts = [mlp.W_src[g], mlp.W_dst[g]] + ([mlp.W_edge[g]] if mlp.W_edge is not None else [])
+    W = mlp.weight[g]
+    parts = [W[:, :mlp.hidden], W[:, mlp.hidden:]] + ([mlp.edge_weight[g]] if mlp.edge_weight is not None else [])
     with torch.no_grad():
         first.weight.copy_(torch.cat(parts).t())
-        first.bias.copy_(mlp.b1[g])
-        second.weight.copy_(mlp.weight[g][None])
-        second.bias.copy_(mlp.bias[g : g + 1])
+        first.bias.copy_(mlp.bias[g])
+        second.weight.copy_(mlp.out_weight[g][None])
+        second.bias.copy_(mlp.out_bias[g : g + 1])
     return first, second
 
 
@@ -65,7 +67,6 @@ def test_node_group_path(edge_dim):
     out = mlp(z, edge_index, edge_attr, node_group=node_group)
     torch.testing.assert_close(out, expected(mlp, z, edge_index, edge_attr, group))
     torch.testing.assert_close(out, mlp(z, edge_index, edge_attr, group))
-    assert mlp.project(z, edge_index, edge_attr, node_group=node_group).p_src.shape == (30, H)
 
 
 def test_gradients_match_linear_layers():
@@ -79,47 +80,50 @@ def test_gradients_match_linear_layers():
     mlp.zero_grad()
     x = torch.cat([z2[edge_index[0]], z2[edge_index[1]], edge_attr], dim=1)
     params = dict(mlp.named_parameters())
-    first_w = torch.cat([params["W_src"], params["W_dst"], params["W_edge"]], dim=1)  # [G, 2D + De, H]
-    h = torch.tanh(torch.einsum("ei,eih->eh", x, first_w[group]) + params["b1"][group])
-    ((h * params["weight"][group]).sum(-1) + params["bias"][group]).square().sum().backward()
+    W = params["weight"]
+    first_w = torch.cat([W[..., :H], W[..., H:], params["edge_weight"]], dim=1)  # [G, 2D + De, H]
+    h = torch.tanh(torch.einsum("ei,eih->eh", x, first_w[group]) + params["bias"][group])
+    ((h * params["out_weight"][group]).sum(-1) + params["out_bias"][group]).square().sum().backward()
     torch.testing.assert_close(z1.grad, z2.grad)
     for k, p in mlp.named_parameters():
         torch.testing.assert_close(grads[k], p.grad, msg=lambda m: f"{k}: {m}")
 
 
-def test_project_then_score_with_own_projections():
+def test_every_group_layout_with_own_projections():
     torch.manual_seed(3)
     mlp = EdgeScoreMLP(D, H, groups=3).double()
     z, edge_index, _ = graph()
     group = torch.randint(0, 3, (edge_index.size(1),))
-    inputs = mlp.project(z, edge_index, group=group)
-    assert inputs.p_src.shape == (30 * 3, H)  # every group's projection of every node
-    torch.testing.assert_close(mlp.score(*inputs), mlp(z, edge_index, group=group))
+    W = mlp.weight
+    proj = EveryGroup().linear(z, W[..., :H], mlp.bias)
+    assert proj.shape == (30 * 3, H)  # every group's projection of every node
     # A caller holding [N, G, H] projections uses group_edge_index and edge_score directly.
-    p = torch.einsum("nd,gdh->ngh", z, mlp.W_src) + mlp.b1
-    q = torch.einsum("nd,gdh->ngh", z, mlp.W_dst)
+    p = torch.einsum("nd,gdh->ngh", z, W[..., :H]) + mlp.bias
+    q = torch.einsum("nd,gdh->ngh", z, W[..., H:])
+    torch.testing.assert_close(proj, p.reshape(-1, H))
     rows = group_edge_index(edge_index, group, 3)
-    out = edge_score(p.reshape(-1, H), q.reshape(-1, H), rows, mlp.weight, mlp.bias, None, group)
+    out = edge_score(p.reshape(-1, H), q.reshape(-1, H), rows, mlp.out_weight, mlp.out_bias, None, group)
     torch.testing.assert_close(out, expected(mlp, z, edge_index, None, group))
+    torch.testing.assert_close(out, mlp(z, edge_index, group=group))
 
 
-def test_grouped_linear():
+def test_row_groups_linear():
     x = torch.randn(20, 4, dtype=torch.float64)
     group = torch.randint(0, 3, (20,))
     weight, bias = torch.randn(3, 4, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
     ref = torch.einsum("mi,mih->mh", x, weight[group]) + bias[group]
-    torch.testing.assert_close(grouped_linear(x, group, weight, bias), ref)
-    torch.testing.assert_close(grouped_linear(x, None, weight), x @ weight[0])
+    torch.testing.assert_close(RowGroups(group).linear(x, weight, bias), ref)
+    torch.testing.assert_close(RowGroups().linear(x, weight), x @ weight[0])
 
 
 def test_xavier_uniform_init():
     torch.manual_seed(4)
     mlp = EdgeScoreMLP(40, 64, 8, groups=2)
     bound = math.sqrt(6 / (2 * 40 + 8 + 64))
-    for w in (mlp.W_src, mlp.W_dst, mlp.W_edge):
+    for w in (mlp.weight[..., :64], mlp.weight[..., 64:], mlp.edge_weight):
         assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
-    assert mlp.weight.abs().max() <= math.sqrt(6 / 65)
-    assert torch.isclose(mlp.W_src.var(), torch.tensor(bound**2 / 3), rtol=0.1)
+    assert mlp.out_weight.abs().max() <= math.sqrt(6 / 65)
+    assert torch.isclose(mlp.weight[..., :64].var(), torch.tensor(bound**2 / 3), rtol=0.1)
 
 
 def test_errors():

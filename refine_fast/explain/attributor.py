@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import edge_score
+from ..nn.edge_score_mlp import edge_mlp
 from .propagate import Propagation, propagate
 
 __all__ = ["StackedAttributors", "encode", "score"]
@@ -26,8 +26,9 @@ class StackedAttributors(nn.Module):
     ``[W | V]``: propagated | root), ``conv{l}_bias [G, H]``, ``bn{l}_weight``/``bn{l}_bias [G, H]``
     (buffers ``bn{l}_mean``/``bn{l}_var [G, H]``); head ``head_weight [G, H, 2H]`` (columns
     ``[src | dst]``), ``head_bias [G, H]``, ``head_edge_weight [G, D_e, H]`` (if ``D_e > 0``),
-    ``out_weight [G, H]``, ``out_bias [G]``. The first head layer is split into per-node projections
-    so that :func:`refine_fast.ops.edge_score` computes the per-edge part without an ``[E, 2H]`` concat.
+    ``out_weight [G, H]``, ``out_bias [G]``: the parameters of :class:`refine_fast.nn.EdgeScoreMLP`
+    (``weight``, ``bias``, ``edge_weight``, ``out_weight``, ``out_bias``), computed by the same
+    :func:`refine_fast.nn.edge_mlp`.
     """
 
     def __init__(self, groups: int, node_dim: int, edge_dim: int = 0, hidden: int = 50,
@@ -114,13 +115,10 @@ def encode(p: Params, stats: Params, x: Tensor, edge_index: Tensor, norm, nodes,
 
 def score(p: Params, z: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor], nodes, edges,
           edge_group: Optional[Tensor]) -> Tensor:
-    """Edge scores ``α [E] = out(tanh(W_src z_i + W_dst z_j + W_e a_ij + b)) + c`` by each edge's group."""
-    H = p["head_bias"].size(-1)
-    proj = nodes.linear(z, p["head_weight"], F.pad(p["head_bias"], (0, H)))
-    edge_term = None
-    if "head_edge_weight" in p:
-        if edge_attr is None:
-            raise ValueError("StackedAttributors: edge_dim > 0 but the graphs have no edge_attr")
-        edge_term = edges.linear(edge_attr.to(z.dtype), p["head_edge_weight"])
-    p_src, p_dst = proj.split(H, dim=1)
-    return edge_score(p_src, p_dst, edge_index, p["out_weight"], p["out_bias"], edge_term, edge_group)
+    """Edge scores ``α [E]`` by each edge's group: the head of ``p`` through
+    :func:`refine_fast.nn.edge_mlp` (``nodes`` / ``edges``: groupings of :mod:`.grouped`)."""
+    if "head_edge_weight" in p and edge_attr is None:
+        raise ValueError("StackedAttributors: edge_dim > 0 but the graphs have no edge_attr")
+    return edge_mlp(z, edge_index, edge_attr, nodes, edges, edge_group, weight=p["head_weight"],
+                    bias=p["head_bias"], edge_weight=p.get("head_edge_weight"), out_weight=p["out_weight"],
+                    out_bias=p["out_bias"])
