@@ -240,10 +240,11 @@ def _check_explainer_fits(graph, where: str, model, refine) -> None:
 
 
 def _dims(dataset) -> Dict[str, int]:
-    """Node/edge feature sizes the attributors read (edge features of size ≤ 1 are ignored, as in ReFine)."""
-    edge_dim = int(dataset.num_edge_features)
+    """Class count and the node/edge feature sizes the attributors read (:func:`attributor_edge_dim`)."""
+    from .explain import attributor_edge_dim
+
     return {"num_classes": int(dataset.num_classes), "node_dim": int(dataset.num_node_features),
-            "edge_dim": edge_dim if edge_dim > 1 else 0}
+            "edge_dim": attributor_edge_dim(dataset.num_edge_features)}
 
 
 def _variant_overrides(variant: str) -> Dict[str, Any]:

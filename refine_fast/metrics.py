@@ -2,12 +2,14 @@
 
 Importances are edge scores, one ``[E_g]`` tensor per graph (input order) or one flat ``[E]`` tensor
 with CSR offsets ``ptr [B + 1]``. Every metric works on all graphs at once: per-graph top-k selection is
-one stable sort, all explanation subgraphs of a ratio form one batch, and the model is called once per
+one kernel call, all explanation subgraphs of a ratio form one batch, and the model is called once per
 ratio.
 
-- **ACC@ρ** — each graph keeps its top ``k_g = max(ceil(ρ·E_g), 1)`` edges (ties go to the lower edge
-  index; ``ceil`` ignores float noise below 1e-9, so 0.7·10 keeps 7 edges), nodes left without an edge
-  are dropped and the rest relabeled (graphs without edges keep their nodes). A graph scores 1 when
+- **ACC@ρ** — each graph keeps its top ``k_g = max(ceil(ρ·E_g), 1)`` edges, picked by
+  :func:`refine_fast.ops.segment_select` (deterministic: ties go to the lower edge index; ``ceil``
+  is taken of ρ·E_g·(1 − 1e-6), so 0.7·10 keeps 7 edges) as fine-tuning picks them; nodes left
+  without an edge are dropped and the rest relabeled (graphs without edges keep their nodes,
+  :func:`refine_fast.explain.subgraph.explanation_subgraph`). A graph scores 1 when
   the prediction on this subgraph equals the full-graph prediction. **ACC-AUC** is the mean over
   ρ ∈ {0.1, …, 1.0}.
 - **Recall@N** — |top-N ∩ ground truth| / |ground truth|, averaged over graphs with ground truth; its
@@ -22,7 +24,6 @@ ratio.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, fields
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -30,11 +31,14 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from .explain.subgraph import explanation_subgraph
+from .explain.target import model_kwargs
+from .ops import segment_select
 from .validation import (RATIO, check_batch, check_graphs, check_importances, check_int, check_ptr,
                          check_ratios, model_checks)
 
 __all__ = [
-    "EvalGraphs", "flatten_importances", "num_kept", "topk_edge_mask", "edge_subgraph", "predict",
+    "EvalGraphs", "flatten_importances", "topk_edge_mask", "predict",
     "acc_at_ratio", "acc_auc", "fidelity", "recall_at_n", "edge_auroc", "correct_subset",
     "evaluate_explanations", "DEFAULT_RATIOS",
 ]
@@ -71,30 +75,50 @@ class EvalGraphs:
         return torch.repeat_interleave(torch.arange(self.num_graphs, device=counts.device), counts)
 
     @classmethod
+    def collate(cls, graphs: Sequence[Data]) -> "EvalGraphs":
+        """The disjoint union of ``graphs`` (already checked, not empty), each graph's edges in its own
+        order; ``y`` and ``edge_gt`` when every graph has them.
+
+        What ``Batch.from_data_list`` does for these fields, 2x faster: 7.1 against 14.0 µs per
+        BA-3motif graph (256 graphs, one thread), which made SA's batched explanation 11% slower."""
+        n = torch.tensor([g.num_nodes for g in graphs])
+        e = torch.tensor([g.edge_index.size(1) for g in graphs])
+        node_off = torch.cat([n.new_zeros(1), n.cumsum(0)])
+
+        def cat(key: str) -> Optional[Tensor]:
+            values = [g.get(key) for g in graphs]
+            return torch.cat(values) if all(v is not None for v in values) else None
+
+        y, edge_gt = cat("y"), cat("edge_gt")
+        return cls(x=torch.cat([g.x for g in graphs]),
+                   edge_index=torch.cat([g.edge_index.long() + node_off[i] for i, g in enumerate(graphs)], 1),
+                   edge_attr=cat("edge_attr"), batch=torch.repeat_interleave(torch.arange(len(graphs)), n),
+                   edge_ptr=torch.cat([e.new_zeros(1), e.cumsum(0)]), y=None if y is None else y.view(-1),
+                   edge_gt=None if edge_gt is None else edge_gt.view(-1).bool())
+
+    @classmethod
     def of(cls, graphs: Union["EvalGraphs", Batch, Sequence[Data]], name: str = "graphs", **checks) -> "EvalGraphs":
-        """From a list/dataset of ``Data`` or a PyG ``Batch``, checked by
+        """From a list/dataset of ``Data`` (:meth:`collate`) or a PyG ``Batch``, checked by
         :func:`refine_fast.validation.check_graphs` / :func:`~refine_fast.validation.check_batch` (errors
         name ``name``; ``checks``: their ``node_dim``, ``edge_dim``, ``dtype``, ``owner``)."""
         if isinstance(graphs, EvalGraphs):
             return graphs
-        if isinstance(graphs, Batch):
-            check_batch(graphs.x, graphs.edge_index, graphs.batch, graphs.get("edge_attr"), name=name, **checks)
-            batch = graphs
-        else:
+        if not isinstance(graphs, Batch):
             data = check_graphs(graphs, name=name, **checks)
             if not data:
                 raise ValueError(f"{name} must not be empty")
-            batch = Batch.from_data_list(data)
-        num_graphs = batch.num_graphs
-        y = batch.get("y")
-        edge_graph = batch.batch[batch.edge_index[0]]
+            return cls.collate(data)
+        check_batch(graphs.x, graphs.edge_index, graphs.batch, graphs.get("edge_attr"), name=name, **checks)
+        num_graphs = graphs.num_graphs
+        y = graphs.get("y")
+        edge_graph = graphs.batch[graphs.edge_index[0]]
         if edge_graph.numel() and bool((edge_graph.diff() < 0).any()):
             raise ValueError("EvalGraphs: the edges of each graph must be contiguous")
         counts = torch.bincount(edge_graph, minlength=num_graphs)
         edge_ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        edge_gt = batch.get("edge_gt")
-        return cls(x=batch.x, edge_index=batch.edge_index.long(), edge_attr=batch.get("edge_attr"),
-                   batch=batch.batch, edge_ptr=edge_ptr, y=None if y is None else y.view(-1),
+        edge_gt = graphs.get("edge_gt")
+        return cls(x=graphs.x, edge_index=graphs.edge_index.long(), edge_attr=graphs.get("edge_attr"),
+                   batch=graphs.batch, edge_ptr=edge_ptr, y=None if y is None else y.view(-1),
                    edge_gt=None if edge_gt is None else edge_gt.bool())
 
 
@@ -144,57 +168,22 @@ def _segment_rank(values: Tensor, edge_ptr: Tensor, descending: bool = True) -> 
     return rank
 
 
-def num_kept(num_edges: Tensor, ratio: float) -> Tensor:
-    """``max(ceil(ρ·E_g), 1)`` per graph (0 for a graph without edges)."""
-    k = torch.ceil(num_edges.double() * ratio - 1e-9).long().clamp(min=1)
-    return torch.minimum(k, num_edges)
-
-
 def topk_edge_mask(importance: Tensor, edge_ptr: Tensor, ratio: float) -> Tensor:
-    """Bool ``[E]``: the top ``max(ceil(ρ·E_g), 1)`` edges of every graph by importance."""
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"topk_edge_mask: ratio must be in (0, 1], got {ratio}")
-    rank = _segment_rank(importance, edge_ptr)
-    k = num_kept(edge_ptr.diff(), ratio)
-    counts = edge_ptr.diff()
-    edge_batch = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
-    return rank < k[edge_batch]
-
-
-def edge_subgraph(graphs: EvalGraphs, keep_edge: Tensor, drop_isolated: bool = True
-                  ) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
-    """``(x, edge_index, edge_attr, batch)`` of the kept edges. With ``drop_isolated`` the nodes left
-    without a kept edge are removed and the others relabeled; a graph with no kept edge keeps all its
-    nodes, so every graph still has an output row."""
-    edge_index = graphs.edge_index[:, keep_edge]
-    edge_attr = None if graphs.edge_attr is None else graphs.edge_attr[keep_edge]
-    if not drop_isolated:
-        return graphs.x, edge_index, edge_attr, graphs.batch
-    keep = torch.zeros(graphs.x.size(0), dtype=torch.bool, device=keep_edge.device)
-    keep[edge_index.reshape(-1)] = True
-    has_edge = torch.zeros(graphs.num_graphs, dtype=torch.bool, device=keep_edge.device)
-    has_edge[graphs.edge_batch[keep_edge]] = True
-    keep |= ~has_edge[graphs.batch]
-    new_id = torch.cumsum(keep, 0) - 1
-    return graphs.x[keep], new_id[edge_index], edge_attr, graphs.batch[keep]
+    """Bool ``[E]``: the top ``max(ceil(ρ·E_g), 1)`` edges of every graph by importance (ties to the lower
+    edge index), by :func:`refine_fast.ops.segment_select` in its deterministic mode."""
+    ratio = RATIO.check(ratio, "topk_edge_mask: ratio")
+    return segment_select(importance, edge_ptr, ratio, stochastic=False)
 
 
 def _device(model: torch.nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.zeros(0)).device
 
 
-def _accepts_edge_attr(model: torch.nn.Module) -> bool:
-    return "edge_attr" in inspect.signature(model.forward).parameters
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor],
             batch: Tensor, num_graphs: int) -> Tensor:
     """Predicted class ``[B]`` from one model call on a batch (model in eval mode)."""
-    kwargs = {"batch": batch}
-    if edge_attr is not None and _accepts_edge_attr(model):
-        kwargs["edge_attr"] = edge_attr
-    out = model(x, edge_index, **kwargs)
+    out = model(x, edge_index, **model_kwargs(model, edge_attr, batch))
     if out.dim() != 2 or out.size(0) != num_graphs:
         raise ValueError(f"predict: the model must return logits [{num_graphs}, C], got {tuple(out.shape)}")
     return out.argmax(-1)
@@ -205,7 +194,13 @@ def _full_prediction(model: torch.nn.Module, graphs: EvalGraphs) -> Tensor:
 
 
 def _agreement(model, graphs: EvalGraphs, keep_edge: Tensor, full: Tensor, drop_isolated: bool) -> Tensor:
-    x, edge_index, edge_attr, batch = edge_subgraph(graphs, keep_edge, drop_isolated)
+    """Bool ``[B]``: the prediction on the kept edges equals ``full``; with ``drop_isolated`` on the
+    explanation subgraph (:func:`explanation_subgraph`), else on all nodes and the kept edges."""
+    if drop_isolated:
+        x, edge_index, edge_attr, batch = explanation_subgraph(graphs, keep_edge)
+    else:
+        x, edge_index, batch = graphs.x, graphs.edge_index[:, keep_edge], graphs.batch
+        edge_attr = None if graphs.edge_attr is None else graphs.edge_attr[keep_edge]
     return predict(model, x, edge_index, edge_attr, batch, graphs.num_graphs) == full
 
 
@@ -347,7 +342,7 @@ def correct_subset(model: torch.nn.Module, graphs: Sequence[Data], batch_size: i
     hits: List[Tensor] = []
     try:
         for start in range(0, len(graphs), batch_size):
-            chunk = EvalGraphs.of(Batch.from_data_list(graphs[start:start + batch_size])).to(_device(model))
+            chunk = EvalGraphs.collate(graphs[start:start + batch_size]).to(_device(model))
             hits.append(_full_prediction(model, chunk) == chunk.y)
     finally:
         model.train(was_training)

@@ -8,7 +8,7 @@ from typing import Dict, Sequence
 import torch
 from torch import Tensor
 
-from .metrics import num_kept
+from .metrics import topk_edge_mask
 
 __all__ = ["plot_explained_graphs", "plot_acc_curves"]
 
@@ -46,9 +46,7 @@ def plot_explained_graphs(graphs: Sequence, importances: Sequence[Tensor], ratio
     for i, (data, imp) in enumerate(zip(graphs, importances)):
         ax = axes.flat[i]
         ei = data.edge_index.cpu()
-        k = int(num_kept(torch.tensor([ei.size(1)]), ratio)[0]) if ei.size(1) else 0
-        top = torch.zeros(ei.size(1), dtype=torch.bool)
-        top[torch.argsort(-imp.cpu(), stable=True)[:k]] = True
+        top = topk_edge_mask(imp.detach().cpu(), torch.tensor([0, ei.size(1)]), ratio)
         gt = getattr(data, "edge_gt", None)
         gt = gt.cpu().bool() if gt is not None else torch.zeros_like(top)
         g = nx.Graph()

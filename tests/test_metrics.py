@@ -7,8 +7,9 @@ from torch_geometric.data import Data
 
 from refine_fast.metrics import (
     DEFAULT_RATIOS, EvalGraphs, acc_at_ratio, acc_auc, correct_subset, edge_auroc, evaluate_explanations,
-    fidelity, flatten_importances, num_kept, recall_at_n, topk_edge_mask,
+    fidelity, flatten_importances, recall_at_n, topk_edge_mask,
 )
+from refine_fast.ops.segment_select import select_counts
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -126,7 +127,7 @@ def test_topk_counts_ties_and_float_noise():
     assert mask[:10].tolist() == [True] * 7 + [False] * 3  # 0.7 * 10 -> 7, ties to the lower index
     assert mask[10:].tolist() == [True, True, True]  # ceil(0.7 * 3) = 3
     assert topk_edge_mask(imp, ptr, 0.01).sum() == 2  # at least one edge per non-empty graph
-    assert num_kept(torch.tensor([0, 1, 10]), 0.3).tolist() == [0, 1, 3]
+    assert select_counts(torch.tensor([0, 0, 1, 11]), 0.3).tolist() == [0, 1, 3]
     with pytest.raises(ValueError, match="ratio"):
         topk_edge_mask(imp, ptr, 0.0)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from ..explain import ReFineConfig
-from .base import EdgeExplainer, collate, model_kwargs
+from .base import EdgeExplainer
 from .gnnexplainer import GNNExplainer
 from .pgexplainer import PGExplainer
 from .pgm import INSTALL_HINT, PGMExplainer, has_pgmpy
@@ -17,7 +17,7 @@ from .refine import TOP_RHO, ReFineExplainer, refine_variants
 from .sa import SA
 
 __all__ = ["EdgeExplainer", "Random", "SA", "GNNExplainer", "PGExplainer", "PGMExplainer", "ReFineExplainer",
-           "refine_variants", "TOP_RHO", "EXPLAINERS", "not_run", "build_explainers", "collate", "model_kwargs"]
+           "refine_variants", "TOP_RHO", "EXPLAINERS", "not_run", "build_explainers"]
 
 EXPLAINERS = ["Random", "SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)", "PGM-Explainer",
               "ReFine-CT", "ReFine-FT", "ReFine", TOP_RHO]

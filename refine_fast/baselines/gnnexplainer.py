@@ -8,8 +8,8 @@ from torch import Tensor
 from torch_geometric.explain import Explainer
 from torch_geometric.explain.algorithm import GNNExplainer as PyGGNNExplainer
 
-from ..explain.target import unregister_masks
-from .base import check_inputs, model_kwargs
+from ..explain.target import model_kwargs, unregister_masks
+from .base import check_inputs
 
 __all__ = ["GNNExplainer", "graph_model_config"]
 

@@ -9,7 +9,9 @@ from torch import Tensor
 from torch_geometric.explain import Explainer
 from torch_geometric.explain.algorithm import PGExplainer as PyGPGExplainer
 
-from .base import check_inputs, collate, model_kwargs, split_edges
+from ..explain.target import model_kwargs
+from ..metrics import EvalGraphs
+from .base import check_inputs, split_edges
 from .gnnexplainer import graph_model_config
 
 __all__ = ["PGExplainer"]
@@ -44,7 +46,7 @@ class PGExplainer:
             for epoch in range(self.epochs):
                 order = torch.randperm(len(train_graphs)).tolist()
                 for start in range(0, len(order), self.batch_size):
-                    c = collate([train_graphs[i] for i in order[start:start + self.batch_size]])
+                    c = EvalGraphs.collate([train_graphs[i] for i in order[start:start + self.batch_size]])
                     kw = model_kwargs(model, c.edge_attr, c.batch)
                     with torch.no_grad():
                         target = model(c.x, c.edge_index, **kw).argmax(-1)
@@ -61,7 +63,7 @@ class PGExplainer:
         graphs = check_inputs(model, graphs, seed, f"{self.name}.explain")
         out: List[Tensor] = []
         for start in range(0, len(graphs), 256):
-            c = collate(graphs[start:start + 256])
+            c = EvalGraphs.collate(graphs[start:start + 256])
             kw = model_kwargs(model, c.edge_attr, c.batch)
             with torch.no_grad():
                 target = model(c.x, c.edge_index, **kw).argmax(-1)

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import check_inputs, fingerprint, model_kwargs
+from ..explain.target import model_kwargs
+from .base import check_inputs, fingerprint
 from .gnnexplainer import graph_model_config
 
 __all__ = ["PGMExplainer", "has_pgmpy"]

@@ -9,8 +9,10 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..explain import ReFine, ReFineConfig
-from .base import check_inputs, collate, fingerprint, model_kwargs
+from ..explain import ReFine, ReFineConfig, attributor_edge_dim
+from ..explain.target import model_kwargs
+from ..metrics import EvalGraphs
+from .base import check_inputs, fingerprint
 
 __all__ = ["ReFineExplainer", "refine_variants", "TOP_RHO"]
 
@@ -68,13 +70,12 @@ class ReFineExplainer:
     def _pretrain(self, model, train_graphs, seed, val_graphs, progress):
         model.eval()
         g = train_graphs[0]
-        c = collate([g])
+        c = EvalGraphs.collate([g])
         with torch.no_grad():
             num_classes = model(c.x, c.edge_index, **model_kwargs(model, c.edge_attr, c.batch)).size(-1)
-        attr = getattr(g, "edge_attr", None)
-        edge_dim = attr.size(-1) if attr is not None and attr.dim() == 2 and attr.size(-1) > 1 else 0
         start = time.perf_counter()
-        refine = ReFine(model, num_classes, g.x.size(-1), edge_dim, config=self.config, seed=seed)
+        refine = ReFine(model, num_classes, g.x.size(-1), attributor_edge_dim(g.num_edge_features), config=self.config,
+                        seed=seed)
         refine.pretrain(list(train_graphs), seed=seed,
                         val_dataset=val_graphs, progress=progress)
         return refine, time.perf_counter() - start

@@ -7,8 +7,9 @@ import torch
 from torch import Tensor
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 
-from ..explain.target import unregister_masks
-from .base import check_inputs, collate, model_kwargs, split_edges
+from ..explain.target import model_kwargs, unregister_masks
+from ..metrics import EvalGraphs
+from .base import check_inputs, split_edges
 
 __all__ = ["SA"]
 
@@ -31,7 +32,7 @@ class SA:
         unregister_masks(model)
         out: List[Tensor] = []
         for start in range(0, len(graphs), self.batch_size):
-            c = collate(graphs[start:start + self.batch_size])
+            c = EvalGraphs.collate(graphs[start:start + self.batch_size])
             mask = torch.ones(c.edge_index.size(1), dtype=c.x.dtype, requires_grad=True)
             set_masks(model, mask, c.edge_index, apply_sigmoid=False)
             try:

@@ -5,7 +5,7 @@ from .config import ReFineConfig
 from .fine_tune import fine_tune, fine_tune_batch
 from .packing import GraphBatch, GraphPack
 from .pretrain import pretrain, pretrain_loss
-from .refine import ReFine
+from .refine import ReFine, attributor_edge_dim
 from .target import TargetModel
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "pretrain_loss",
     "fine_tune",
     "fine_tune_batch",
+    "attributor_edge_dim",
 ]

@@ -26,7 +26,7 @@ from .grouped import PaddedGroups, plan_buckets
 from .losses import fidelity_loss, mask_entropy
 from .packing import GraphBatch, GraphPack
 from .propagate import Propagation, gcn_norm
-from .subgraph import edge_subgraph
+from .subgraph import explanation_subgraph
 from .target import TargetModel
 
 __all__ = ["SELECT", "check_select", "fine_tune_batch", "fine_tune"]
@@ -115,7 +115,7 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
         for t in range(steps):
             p = edge_probs()
             selected = segment_select(p.detach(), b.edge_ptr, ratio, b.key, seed, t, stochastic=stochastic)
-            sub = edge_subgraph(b, selected)
+            sub = explanation_subgraph(b, selected)
             logits = target(sub.x, sub.edge_index, sub.batch, B, sub.edge_attr, edge_mask=p[selected],
                             mask_sigmoid=config.mask_sigmoid)
             reg = config.size_coef * p + config.entropy_coef * mask_entropy(p)

@@ -15,7 +15,7 @@ from .grouped import GroupSlices
 from .losses import contrastive_loss, fidelity_loss, mask_entropy
 from .packing import GraphPack
 from .propagate import gcn_norm
-from .subgraph import edge_subgraph
+from .subgraph import explanation_subgraph
 from .target import TargetModel
 
 __all__ = ["Shard", "pretrain_loss", "pretrain", "validation_loss", "run_epochs", "train_graphs"]
@@ -94,7 +94,7 @@ def pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: Gr
     if config.gamma > 0:
         # representations of the top-ρ subgraphs, the sampled mask as edge weight
         selected = segment_select(m.detach(), b.edge_ptr, config.ratio, b.key, seed, step, stochastic=False)
-        sub = edge_subgraph(b, selected)
+        sub = explanation_subgraph(b, selected)
         weight = m[selected]
         if config.representation == "target":
             h = target(sub.x, sub.edge_index, sub.batch, b.num_graphs, sub.edge_attr, weight,

@@ -19,9 +19,16 @@ from .packing import GraphPack
 from .pretrain import pretrain
 from .target import TargetModel
 
-__all__ = ["ReFine"]
+__all__ = ["ReFine", "attributor_edge_dim"]
 
 _FORMAT = 1
+
+
+def attributor_edge_dim(num_edge_features: int) -> int:
+    """The ``edge_dim`` of ReFine's attributors for graphs with ``num_edge_features`` edge features: 0 (none)
+    when there is at most one — a single edge feature (e.g. BA-3motif's constant edge weight) is ignored,
+    as in the reference implementation."""
+    return int(num_edge_features) if num_edge_features > 1 else 0
 
 
 class ReFine:

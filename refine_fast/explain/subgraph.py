@@ -1,4 +1,8 @@
-"""The subgraph of selected edges, without the nodes it leaves isolated (as the ACC@ρ evaluation)."""
+"""The explanation subgraph of ACC@ρ and of fine-tuning: the selected edges and the nodes they touch.
+
+Unlike PyG's ``Data.edge_subgraph`` (which keeps every node), nodes left without a selected edge are
+dropped and the rest relabeled, as the paper's (and the reference implementation's) ACC@ρ does.
+"""
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
@@ -6,35 +10,33 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from .packing import GraphBatch
-
-__all__ = ["Subgraph", "edge_subgraph"]
+__all__ = ["Subgraph", "explanation_subgraph"]
 
 
 class Subgraph(NamedTuple):
     x: Tensor            # [N', D]
     edge_index: Tensor   # [2, E'] in subgraph node ids
-    edge_attr: Optional[Tensor]
-    batch: Tensor        # [N']
-    node_keep: Tensor    # bool [N]: node kept
-    num_graphs: int
+    edge_attr: Optional[Tensor]  # [E', D_e] or None
+    batch: Tensor        # [N'] graph of each node
 
 
-def edge_subgraph(b: GraphBatch, selected: Tensor) -> Subgraph:
-    """Keep the ``selected`` edges (bool ``[E]``) and the nodes they touch. A graph with no selected
-    edge keeps all its nodes, so every graph of the batch still has an output row."""
-    edge_index = b.edge_index[:, selected]
-    keep = torch.zeros(b.num_nodes, dtype=torch.bool, device=selected.device)
+def explanation_subgraph(graphs, selected: Tensor) -> Subgraph:
+    """Keep the ``selected`` edges (bool ``[E]``) of a batch of graphs and the nodes they touch. A graph
+    with no selected edge keeps all its nodes, so every graph of the batch still has an output row.
+
+    ``graphs``: a disjoint union with ``x [N, D]``, ``edge_index [2, E]``, ``edge_attr [E, D_e]`` or
+    None, ``batch [N]``, ``edge_batch [E]`` and ``num_graphs`` (a
+    :class:`~refine_fast.explain.packing.GraphBatch` or :class:`~refine_fast.metrics.EvalGraphs`)."""
+    edge_index = graphs.edge_index[:, selected]
+    keep = torch.zeros(graphs.x.size(0), dtype=torch.bool, device=selected.device)
     keep[edge_index.reshape(-1)] = True
-    has_edge = torch.zeros(b.num_graphs, dtype=torch.bool, device=selected.device)
-    has_edge[b.edge_batch[selected]] = True
-    keep |= ~has_edge[b.batch]
+    has_edge = torch.zeros(graphs.num_graphs, dtype=torch.bool, device=selected.device)
+    has_edge[graphs.edge_batch[selected]] = True
+    keep |= ~has_edge[graphs.batch]
     new_id = torch.cumsum(keep, 0) - 1
     return Subgraph(
-        x=b.x[keep],
+        x=graphs.x[keep],
         edge_index=new_id[edge_index],
-        edge_attr=None if b.edge_attr is None else b.edge_attr[selected],
-        batch=b.batch[keep],
-        node_keep=keep,
-        num_graphs=b.num_graphs,
+        edge_attr=None if graphs.edge_attr is None else graphs.edge_attr[selected],
+        batch=graphs.batch[keep],
     )

@@ -12,7 +12,22 @@ from torch_geometric.nn import MessagePassing
 
 from .packing import GraphBatch, GraphPack
 
-__all__ = ["TargetModel", "unregister_masks"]
+__all__ = ["TargetModel", "accepts_edge_attr", "model_kwargs", "unregister_masks"]
+
+
+def accepts_edge_attr(model: torch.nn.Module) -> bool:
+    """Whether ``model.forward`` has an ``edge_attr`` parameter: then the graphs' edge features are passed."""
+    return "edge_attr" in inspect.signature(model.forward).parameters
+
+
+def model_kwargs(model: torch.nn.Module, edge_attr: Optional[Tensor], batch: Tensor,
+                 use_edge_attr: Optional[bool] = None) -> dict:
+    """Keyword arguments of ``model(x, edge_index, **kw)``: ``batch``, and ``edge_attr`` when the graphs
+    have it and the model takes it (``use_edge_attr``, default :func:`accepts_edge_attr`)."""
+    kw = {"batch": batch}
+    if edge_attr is not None and (accepts_edge_attr(model) if use_edge_attr is None else use_edge_attr):
+        kw["edge_attr"] = edge_attr
+    return kw
 
 
 def unregister_masks(model: torch.nn.Module) -> None:
@@ -30,27 +45,22 @@ def unregister_masks(model: torch.nn.Module) -> None:
 class TargetModel:
     """Calls ``model(x, edge_index, batch=batch[, edge_attr=edge_attr])`` -> logits ``[B, C]``.
 
-    ``edge_attr`` is passed when the model's ``forward`` has an ``edge_attr`` parameter (override with
-    ``use_edge_attr``). An edge mask ``[E]`` is applied to every ``MessagePassing`` layer with PyG's
-    explain hook (``set_masks(..., apply_sigmoid=False)``), i.e. each message is multiplied by it.
+    ``edge_attr`` is passed when the model's ``forward`` has an ``edge_attr`` parameter
+    (:func:`accepts_edge_attr`; override with ``use_edge_attr``). An edge mask ``[E]`` is applied to every
+    ``MessagePassing`` layer with PyG's explain hook (``set_masks(..., apply_sigmoid=False)``), i.e. each message is multiplied by it.
     Raw logits and log-probabilities both work: only their softmax / log-softmax are used.
     """
 
     def __init__(self, model: torch.nn.Module, use_edge_attr: Optional[bool] = None):
         self.model = model
-        if use_edge_attr is None:
-            params = inspect.signature(model.forward).parameters
-            use_edge_attr = "edge_attr" in params
-        self.use_edge_attr = use_edge_attr
+        self.use_edge_attr = accepts_edge_attr(model) if use_edge_attr is None else use_edge_attr
 
     def __call__(self, x: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
                  edge_attr: Optional[Tensor] = None, edge_mask: Optional[Tensor] = None,
                  mask_sigmoid: bool = False, embed: bool = False) -> Tensor:
         """Logits ``[B, C]`` (or with ``embed`` the model's graph representation ``model.embed(...)``,
         ``[B, H]``). ``mask_sigmoid`` passes the edge mask through a sigmoid inside the model first."""
-        kwargs = {"batch": batch}
-        if self.use_edge_attr and edge_attr is not None:
-            kwargs["edge_attr"] = edge_attr
+        kwargs = model_kwargs(self.model, edge_attr, batch, self.use_edge_attr)
         forward = self.model.forward
         if embed:
             forward = getattr(self.model, "embed", None)
