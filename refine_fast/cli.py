@@ -542,8 +542,8 @@ def cmd_evaluate(args) -> Dict[str, Any]:
         raise UsageError(f"--dataset must be one of {', '.join(DATASETS)} without --table")
     if args.explainer is not None and args.dataset is None:
         raise UsageError("--explainer needs --dataset (one of ba3, mutag, mnist)")
-    from .evaluation import evaluate_refine, ground_truth_metrics
-    from .metrics import EvalGraphs, acc_auc, correct_subset
+    from .evaluation import evaluate_refine
+    from .metrics import EvalGraphs, acc_auc, correct_subset, ground_truth_metrics
     from .plot import plot_acc_curves
 
     model = _load_model(args, map_location=_device())

@@ -40,7 +40,7 @@ from .validation import (RATIO, check_batch, check_graphs, check_importances, ch
 __all__ = [
     "EvalGraphs", "flatten_importances", "topk_edge_mask", "predict",
     "acc_at_ratio", "acc_auc", "fidelity", "recall_at_n", "edge_auroc", "correct_subset",
-    "evaluate_explanations", "DEFAULT_RATIOS",
+    "ground_truth_metrics", "evaluate_explanations", "DEFAULT_RATIOS",
 ]
 
 DEFAULT_RATIOS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
@@ -351,25 +351,36 @@ def correct_subset(model: torch.nn.Module, graphs: Sequence[Data], batch_size: i
     return index, {"num_graphs": len(graphs), "num_correct": int(index.numel())}
 
 
+def ground_truth_metrics(graphs, importances: Importances, n: Optional[int] = 5, ptr: Optional[Tensor] = None
+                         ) -> Dict[str, float]:
+    """Recall@N (``n``; None: no recall) with its ceiling and the number of graphs with ground truth, and
+    the edge AUROCs; ``{}`` when the graphs have no ground-truth edge (``edge_gt`` absent or all false)."""
+    graphs = _graphs(graphs, "ground_truth_metrics")
+    if graphs.edge_gt is None or not bool(graphs.edge_gt.any()):
+        return {}
+    auroc = edge_auroc(graphs, importances, ptr)
+    result = {"auroc_per_graph": auroc["auroc_per_graph"], "auroc_pooled": auroc["auroc_pooled"]}
+    if n is not None:
+        recall = recall_at_n(graphs, importances, n, ptr)
+        result.update({f"recall@{n}": recall["recall"], f"recall@{n}_ceiling": recall["ceiling"],
+                       "num_graphs_with_gt": recall["num_graphs"]})
+    return result
+
+
 def evaluate_explanations(model: torch.nn.Module, graphs, importances: Importances,
                           ratios: Sequence[float] = DEFAULT_RATIOS, n: int = 5,
                           fidelity_ratio: Optional[float] = None, ptr: Optional[Tensor] = None
                           ) -> Dict[str, object]:
-    """ACC@ρ for every ratio, ACC-AUC, and — when the graphs have ``edge_gt`` — Recall@N with its
-    ceiling and the edge AUROCs; fidelity± at ``fidelity_ratio`` when given. The caller passes the
-    already filtered graphs (see :func:`correct_subset`)."""
+    """ACC@ρ for every ratio, ACC-AUC, and — when the graphs have ground-truth edges — Recall@N with
+    its ceiling and the edge AUROCs (:func:`ground_truth_metrics`); fidelity± at ``fidelity_ratio`` when
+    given. The caller passes the already filtered graphs (see :func:`correct_subset`)."""
     ratios, n = check_ratios(ratios, "evaluate_explanations: ratios"), check_int(n, "evaluate_explanations: n", 1)
     if fidelity_ratio is not None:
         RATIO.check(fidelity_ratio, "evaluate_explanations: fidelity_ratio")
     graphs = _graphs(graphs, "evaluate_explanations", model)
     result: Dict[str, object] = dict(acc_auc(model, graphs, importances, ratios, ptr))
     result["num_graphs"] = graphs.num_graphs
-    if graphs.edge_gt is not None:
-        recall = recall_at_n(graphs, importances, n, ptr)
-        result.update({f"recall@{n}": recall["recall"], f"recall@{n}_ceiling": recall["ceiling"],
-                       "num_graphs_with_gt": recall["num_graphs"]})
-        auroc = edge_auroc(graphs, importances, ptr)
-        result.update(auroc_per_graph=auroc["auroc_per_graph"], auroc_pooled=auroc["auroc_pooled"])
+    result.update(ground_truth_metrics(graphs, importances, n, ptr))
     if fidelity_ratio is not None:
         result["fid+"], result["fid-"] = fidelity(model, graphs, importances, fidelity_ratio, ptr)
     return result

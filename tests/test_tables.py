@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from refine_fast import tables
+from refine_fast.tables import render
+from refine_fast.tables import run as runner
 from refine_fast.baselines import EXPLAINERS, has_pgmpy
 from refine_fast.explain import ReFineConfig
 
@@ -19,11 +20,11 @@ def bundle():
     for g in graphs:  # label each graph with the model's prediction, so every test graph counts
         g.y = model(g.x, g.edge_index, g.edge_attr).argmax(-1)
     config = ReFineConfig(hidden=8, epochs=1, batch_size=8, fine_tune_steps=2, ratio=0.4)
-    return tables.Bundle("tiny", model, graphs[:10], graphs[10:12], graphs[12:], config, recall_n=3)
+    return runner.Bundle("tiny", model, graphs[:10], graphs[10:12], graphs[12:], config, recall_n=3)
 
 
 def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatch):
-    report = tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
+    report = runner.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
                               gnnexplainer_epochs=5, pgexplainer_epochs=2)
     for name in ("table2.md", "table3.md", "table4.md", "tables.json"):
         assert (tmp_path / name).is_file()
@@ -34,7 +35,7 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
     for name, s in entry["summary"].items():
         assert 0.0 <= s["acc_auc"]["mean"] <= 1.0, name
         assert s["seconds_per_graph"]["mean"] > 0, name
-        assert set(s["acc"]) == {str(r) for r in tables.RATIOS}
+        assert set(s["acc"]) == {str(r) for r in runner.RATIOS}
     table2 = (tmp_path / "table2.md").read_text()
     assert "PGM-Explainer" in table2 and ("not run" in table2) != has_pgmpy() and "Recall@3" in table2
     assert "ReFine-FT" in (tmp_path / "table3.md").read_text()
@@ -46,9 +47,9 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
     assert report["datasets"]["tiny"]["summary"] == entry["summary"]
 
     # resume: every (dataset, explainer, seed) is cached, nothing is explained again
-    monkeypatch.setattr(tables, "evaluate_explainer", lambda *a, **k: pytest.fail("recomputed a cached result"))
-    monkeypatch.setattr(tables, "_fit", lambda *a, **k: pytest.fail("re-timed a cached timing pass"))
-    again = tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
+    monkeypatch.setattr(runner, "evaluate_explainer", lambda *a, **k: pytest.fail("recomputed a cached result"))
+    monkeypatch.setattr(runner, "_fit", lambda *a, **k: pytest.fail("re-timed a cached timing pass"))
+    again = runner.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
                               gnnexplainer_epochs=5, pgexplainer_epochs=2)
     assert again["datasets"]["tiny"]["summary"] == entry["summary"] and again["datasets"]["tiny"]["timing"] == timing
 
@@ -56,16 +57,16 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
     with torch.no_grad():
         bundle.model.lin.bias.add_(1e-3)
     with pytest.raises(pytest.fail.Exception, match="recomputed"):
-        tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
+        runner.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
                           gnnexplainer_epochs=5, pgexplainer_epochs=2)
 
 
 def test_render_only_uses_finished_results(bundle, tmp_path, monkeypatch):
-    tables.run_tables("tiny", "", str(tmp_path), seeds=2, progress=False, bundles={"tiny": bundle},
+    runner.run_tables("tiny", "", str(tmp_path), seeds=2, progress=False, bundles={"tiny": bundle},
                       explainers=["Random", "SA"], max_graphs=6)
     (tmp_path / "results" / "tiny" / "SA_seed1.json").unlink()
-    monkeypatch.setattr(tables, "evaluate_explainer", lambda *a, **k: pytest.fail("computed in render-only mode"))
-    report = tables.run_tables("tiny", "", str(tmp_path), seeds=2, progress=False, bundles={"tiny": bundle},
+    monkeypatch.setattr(runner, "evaluate_explainer", lambda *a, **k: pytest.fail("computed in render-only mode"))
+    report = runner.run_tables("tiny", "", str(tmp_path), seeds=2, progress=False, bundles={"tiny": bundle},
                                explainers=["Random", "SA", "GNNExplainer"], max_graphs=6, compute=False)
     summary = report["datasets"]["tiny"]["summary"]
     assert summary["Random"]["acc_auc"]["n"] == 2 and summary["SA"]["acc_auc"]["n"] == 1
@@ -75,22 +76,22 @@ def test_render_only_uses_finished_results(bundle, tmp_path, monkeypatch):
 
 
 def test_quick_trains_on_a_spread_of_the_training_graphs(bundle, tmp_path, monkeypatch):
-    monkeypatch.setattr(tables, "QUICK_TRAIN_GRAPHS", 4)
+    monkeypatch.setattr(runner, "QUICK_TRAIN_GRAPHS", 4)
     train = list(bundle.train)
-    report = tables.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
+    report = runner.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
                                explainers=["Random"])
     assert report["datasets"]["tiny"]["train_graphs"] == 4 and bundle.train == train[::3]
 
 
 def test_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match="dataset must be one of"):
-        tables.run_tables("vg", "", str(tmp_path), progress=False)
+        runner.run_tables("vg", "", str(tmp_path), progress=False)
     with pytest.raises(ValueError, match="dataset must be one of"):
-        tables.run_tables("ba3,vg", "", str(tmp_path), progress=False)
+        runner.run_tables("ba3,vg", "", str(tmp_path), progress=False)
 
 
 def test_dataset_list(bundle, tmp_path):
-    report = tables.run_tables("tiny,again", "", str(tmp_path), quick=True, progress=False,
+    report = runner.run_tables("tiny,again", "", str(tmp_path), quick=True, progress=False,
                                bundles={"tiny": bundle, "again": bundle}, explainers=["Random", "SA"])
     assert list(report["datasets"]) == ["tiny", "again"]
     auc = {d: {n: v["acc_auc"] for n, v in e["summary"].items()} for d, e in report["datasets"].items()}
@@ -99,7 +100,7 @@ def test_dataset_list(bundle, tmp_path):
 
 
 def _result(auc, seconds=0.01, gt=True):
-    r = {"acc": {str(x): auc for x in tables.RATIOS}, "acc_auc": auc, "num_graphs": 10,
+    r = {"acc": {str(x): auc for x in runner.RATIOS}, "acc_auc": auc, "num_graphs": 10,
          "seconds_per_graph": seconds, "graphs_per_second": 1 / seconds, "fit_seconds": 1.0}
     if gt:
         r.update(auroc=0.5, auroc_pooled=0.5, recall=0.2, recall_ceiling=0.3, recall_graphs=10)
@@ -110,12 +111,12 @@ def test_render_tables_mean_std_and_checks():
     runs = {"SA": [_result(0.5), _result(0.7)], "PGExplainer": [_result(0.6), _result(0.6)],
             "ReFine-FT": [_result(0.55), _result(0.55)], "ReFine": [_result(0.65, 0.02), _result(0.65, 0.02)]}
     entry = {"title": "Toy", "test_graphs": 12, "correct": 10, "evaluated": 10, "recall_n": 5,
-             "refine_config": {"fine_tune_steps": 20}, "runs": runs, "summary": tables._summarize(runs),
+             "refine_config": {"fine_tune_steps": 20}, "runs": runs, "summary": runner._summarize(runs),
              "timing": {"load_average": [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], "one_at_a_time": {"PGExplainer": 0.004},
                         "seconds_per_graph": {"SA": 0.01, "PGExplainer": 0.01, "ReFine-FT": 0.01, "ReFine": 0.02}}}
-    report = {"settings": {"seeds": 2, "quick": False}, "machine": tables.machine_info(),
+    report = {"settings": {"seeds": 2, "quick": False}, "machine": runner.machine_info(),
               "datasets": {"toy": entry}, "not_run": {"PGM-Explainer": "not run: pgmpy is not installed"}}
-    out = tables.render_tables(report)
+    out = render.render_tables(report)
     rows = [line.split(" | ")[0] for line in out["table2.md"].splitlines() if line.startswith("| ")]
     assert rows[1:] == ["| SA", "| PGExplainer", "| PGM-Explainer", "| ReFine-FT", "| ReFine"]
     assert "| PGM-Explainer | not run¹ |" in out["table2.md"]

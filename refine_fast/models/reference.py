@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import BatchNorm, GINEConv, MessagePassing, global_mean_pool
 
 from ..fileio import load_tensors
-from .gnns import TargetGNN
+from .gnns import TargetGNN, _batch_or_zeros
 
 __all__ = ["LegacyLEConv", "ReferenceMutagNet", "ReferenceBA3Net", "load_reference_model", "reference_split",
            "load_reference_splits", "reference_class", "REFERENCE_SPLIT_SIZES", "REFERENCE_FILES"]
@@ -47,10 +47,6 @@ class LegacyLEConv(MessagePassing):
     def message(self, a_i: Tensor, b_j: Tensor, edge_weight: Optional[Tensor]) -> Tensor:
         out = a_i - b_j
         return out if edge_weight is None else out * edge_weight.view(-1, 1)
-
-
-def _batch_or_zeros(x: Tensor, batch: Optional[Tensor]) -> Tensor:
-    return x.new_zeros(x.size(0), dtype=torch.long) if batch is None else batch
 
 
 class ReferenceMutagNet(TargetGNN):
