@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
+from .device import join_torchrun, resolve_device
+
 DATASETS = ("ba3", "mutag", "mnist")
 # Errors of the user's making: one line on stderr, exit code 2. ValueError covers the library's
 # checks of arguments and files; OSError covers missing, unreadable and unwritable files (a full disk).
@@ -239,18 +241,6 @@ def _check_explainer_fits(graph, where: str, model, refine) -> None:
                          f"{config['num_classes']}")
 
 
-def _dims(dataset) -> Dict[str, int]:
-    """Class count and the node/edge feature sizes the attributors read (:func:`attributor_edge_dim`)."""
-    from .explain import attributor_edge_dim
-
-    return {"num_classes": int(dataset.num_classes), "node_dim": int(dataset.num_node_features),
-            "edge_dim": attributor_edge_dim(dataset.num_edge_features)}
-
-
-def _variant_overrides(variant: str) -> Dict[str, Any]:
-    return {"refine": {}, "ct": {"gamma": 0.0}, "pg": {"gamma": 0.0, "class_wise": False}}[variant]
-
-
 def _correct(model, graphs) -> List:
     from .metrics import correct_subset
 
@@ -259,14 +249,14 @@ def _correct(model, graphs) -> List:
 
 
 # --------------------------------------------------------------------------- train-gnn
-def cmd_train_gnn(args) -> Dict[str, Any]:
+def cmd_train_gnn(args, device: torch.device) -> Dict[str, Any]:
     from .models import train_for_dataset
 
     _need_data_root(args)
     try:
         metrics = train_for_dataset(args.dataset, args.data_root or ".", args.out, epochs=args.epochs,
                                     seed=args.seed, progress=not args.no_progress, cache_dir=args.cache_dir,
-                                    device=_device())
+                                    device=device)
     except FileNotFoundError as error:
         raise UsageError(f"--data-root {args.data_root}: {error}") from None
     _say(args, f"test accuracy {metrics.get('test_acc', float('nan')):.4f}; model written to {metrics['model_path']}")
@@ -274,14 +264,15 @@ def cmd_train_gnn(args) -> Dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- pretrain
-def _pretrain(dataset, splits, model, name: str, args, world: int = 1) -> "Any":
-    from .explain import ReFine, ReFineConfig
+def _pretrain(dataset, splits, model, name: str, args, device: torch.device, world: int = 1) -> "Any":
+    from .baselines.refine import VARIANTS
+    from .explain import ReFine, ReFineConfig, attributor_dims
 
-    overrides = _variant_overrides(args.variant)
+    overrides = dict(VARIANTS[args.variant])
     if args.hidden is not None:
         overrides["hidden"] = args.hidden
     config = ReFineConfig.for_dataset(name, **overrides)
-    refine = ReFine(model, config=config, seed=args.seed, **_dims(dataset)).to(_device())
+    refine = ReFine(model, config=config, seed=args.seed, **attributor_dims(dataset)).to(device)
     if world > 1:  # data parallel over the torchrun ranks, same global batches as one process
         from .explain.distributed import pretrain_refine
 
@@ -293,16 +284,16 @@ def _pretrain(dataset, splits, model, name: str, args, world: int = 1) -> "Any":
     return refine, history
 
 
-def cmd_pretrain(args) -> Dict[str, Any]:
-    rank, world = _distributed()
-    model = _load_model(args, map_location=_device())
+def cmd_pretrain(args, device: torch.device) -> Dict[str, Any]:
+    rank, world = join_torchrun(device)
+    model = _load_model(args, map_location=device)
     dataset, splits = _load(args)
     _check_model_fits(dataset[0], f"--dataset {args.dataset}", model)
     if model.config.get("num_classes", dataset.num_classes) != dataset.num_classes:
         raise UsageError(f"--model: a {type(model).__name__} for {model.config['num_classes']} classes, but "
                          f"--dataset {args.dataset} has {dataset.num_classes}")
     start = time.perf_counter()
-    refine, history = _pretrain(dataset, splits, model, args.dataset, args, world)
+    refine, history = _pretrain(dataset, splits, model, args.dataset, args, device, world)
     seconds = time.perf_counter() - start
     if rank == 0:  # every rank holds the same attributors
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -316,57 +307,6 @@ def cmd_pretrain(args) -> Dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- explain
-def _distributed():
-    """``(rank, world_size)``; joins the torchrun process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        on_gpu = _device().type == "cuda"
-        if on_gpu:
-            torch.cuda.set_device(_device())
-        dist.init_process_group("nccl" if on_gpu else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-_DEVICE: Optional[torch.device] = None  # this process's device, resolved from --device by main
-
-
-def _device() -> torch.device:
-    """This process's device (``--device``, see :func:`refine_fast.device.resolve_device`)."""
-    if _DEVICE is None:
-        from .device import resolve_device
-
-        return resolve_device(None)
-    return _DEVICE
-
-
-def _shard(chunks, loads: List[int], rank: int, world: int):
-    """Chunks of this rank: greedy by ``loads`` (edges per chunk), largest first, so ranks get similar work."""
-    load = [0] * world
-    mine = []
-    for k in sorted(range(len(chunks)), key=lambda k: -loads[k]):
-        r = min(range(world), key=lambda i: (load[i], i))
-        load[r] += loads[k]
-        if r == rank:
-            mine.append(chunks[k])
-    return sorted(mine)
-
-
-def _chunk_loads(source, ids, chunks, rank: int, world: int) -> List[int]:
-    """Edges per chunk, each rank reading every world-th chunk (one chunk in memory at a time)."""
-    from .stream import chunk_edges
-
-    loads = torch.zeros(len(chunks), dtype=torch.long, device=_device())
-    mine = list(range(rank, len(chunks), world))
-    loads[mine] = torch.tensor(chunk_edges(source, ids, [chunks[k] for k in mine]), dtype=torch.long,
-                               device=loads.device)
-    torch.distributed.all_reduce(loads)
-    return loads.tolist()
-
-
 def _id_range(bounds: Optional[tuple], n: int) -> tuple:
     """``--id-range`` (parsed ``(start | None, stop | None)``) → ``(start, stop)`` checked within ``0..n``."""
     if bounds is None:
@@ -414,19 +354,19 @@ def _explain_source(args):
 PATH_KEYS = ("model", "explainer", "graphs")
 
 
-def cmd_explain(args) -> Dict[str, Any]:
+def cmd_explain(args, device: torch.device) -> Dict[str, Any]:
     from .fileio import file_sha256
     from .store import ExplanationStore
-    from .stream import explain_to_store, fetch
+    from .stream import explain_to_store, fetch, rank_chunks
 
     source, ids, meta = _explain_source(args)
-    rank, world = _distributed()
-    model = _load_model(args, map_location=_device())
+    rank, world = join_torchrun(device)
+    model = _load_model(args, map_location=device)
     sample = fetch(source, [int(ids[0])])[0] if len(ids) else None
     where = f"--dataset {args.dataset}" if args.graphs is None else f"--graphs {args.graphs}"
     if sample is not None:
         _check_model_fits(sample, where, model)
-    refine = _load_explainer(args, model).to(_device())
+    refine = _load_explainer(args, model).to(device)
     if sample is not None:
         _check_explainer_fits(sample, where, model, refine)
     config = refine.config
@@ -451,7 +391,7 @@ def cmd_explain(args) -> Dict[str, Any]:
         store = ExplanationStore(args.out, len(ids), args.chunk_size, meta, informational=PATH_KEYS)
     todo = store.pending()
     if world > 1:
-        todo = _shard(todo, _chunk_loads(source, ids, todo, rank, world), rank, world)
+        todo = rank_chunks(source, ids, todo, device)
     start = time.perf_counter()
     explained = explain_to_store(refine, source, store, ids, todo, ratio=settings["ratio"], steps=settings["steps"],
                                  lr=settings["lr"], seed=args.seed, batch_size=settings["batch_size"],
@@ -521,7 +461,7 @@ def _explained_graphs(args, meta: Dict[str, Any], ids: torch.Tensor) -> List:
     return graphs
 
 
-def cmd_evaluate(args) -> Dict[str, Any]:
+def cmd_evaluate(args, device: torch.device) -> Dict[str, Any]:
     if args.table:
         from .tables import run_tables
 
@@ -546,9 +486,9 @@ def cmd_evaluate(args) -> Dict[str, Any]:
     from .metrics import EvalGraphs, acc_auc, correct_subset, ground_truth_metrics
     from .plot import plot_acc_curves
 
-    model = _load_model(args, map_location=_device())
+    model = _load_model(args, map_location=device)
     if args.explainer is not None:
-        refine = _load_explainer(args, model).to(_device())
+        refine = _load_explainer(args, model).to(device)
         _, splits = _load(args)
         where = f"--dataset {args.dataset}"
         _check_model_fits(splits[args.split][0], where, model)
@@ -591,62 +531,11 @@ def cmd_evaluate(args) -> Dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- demo
-def cmd_demo(args) -> Dict[str, Any]:
-    from .evaluation import evaluate_refine
-    from .fileio import atomic_write_text
-    from .models import load_model, load_splits, train_for_dataset
-    from .plot import plot_acc_curves, plot_explained_graphs
-    from .store import ExplanationStore
+def cmd_demo(args, device: torch.device) -> Dict[str, Any]:
+    from .demo import run_demo
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: Dict[str, float] = {}
-    t = time.perf_counter()
-    dataset, (train, val, test) = load_splits("ba3", ".", out / "data", data_seed=args.seed)
-    timings["generate_ba3motif"] = time.perf_counter() - t
-    _say(args, f"[1/4] BA-3motif: {len(dataset)} graphs ({len(train)} train / {len(val)} val / {len(test)} test)")
-
-    t = time.perf_counter()
-    gnn = train_for_dataset("ba3", ".", out / "model", epochs=args.gnn_epochs, seed=args.seed,
-                            progress=not args.no_progress, cache_dir=out / "data", data_seed=args.seed,
-                            device=_device())
-    model = load_model(out / "model" / "model.pt", map_location=_device())
-    timings["train_gnn"] = time.perf_counter() - t
-    _say(args, f"[2/4] target GNN (LEConv): test accuracy {gnn.get('test_acc', float('nan')):.3f}")
-
-    t = time.perf_counter()
-    args.variant, args.hidden = "refine", None
-    refine, _ = _pretrain(dataset, {"train": train, "val": val}, model, "ba3", args)
-    refine.save(out / "explainer.pt")
-    timings["pretrain"] = time.perf_counter() - t
-    _say(args, f"[3/4] ReFine pre-trained ({refine.config.epochs if args.epochs is None else args.epochs} epochs) "
-               f"in {timings['pretrain']:.0f}s")
-
-    t = time.perf_counter()
-    graphs = _correct(model, list(test))
-    ft = evaluate_refine(refine, graphs, fine_tune=False, seed=args.seed)
-    full = evaluate_refine(refine, graphs, seed=args.seed, progress=not args.no_progress)
-    timings["explain_and_evaluate"] = time.perf_counter() - t
-    imps = refine.explain(graphs, seed=args.seed, progress=False)
-    store = ExplanationStore(out / "explanations", len(graphs), 4096,
-                             {"dataset": "ba3", "split": "test-correct", "ratio": refine.config.ratio,
-                              "steps": refine.config.fine_tune_steps, "seed": args.seed}, overwrite=True)
-    store.write(0, len(graphs), imps)
-    store.merge()
-    picks = [next(i for i, g in enumerate(graphs) if int(g.y) == c) for c in range(3) if any(int(g.y) == c for g in graphs)]
-    names = ("house", "grid", "cycle")
-    png = plot_explained_graphs([graphs[i] for i in picks], [imps[i] for i in picks], refine.config.ratio,
-                                out / "explained_graphs.png", titles=[names[int(graphs[i].y)] for i in picks])
-    plot_acc_curves({"ReFine-FT": ft["acc"], "ReFine": full["acc"]}, out / "acc_curve.png")
-    _say(args, f"[4/4] explained {len(graphs)} correctly predicted test graphs")
-    _say(args, f"          ACC-AUC   Recall@5 (ceiling {full.get('recall@5_ceiling', float('nan')):.3f})   edge AUROC")
-    for name, r in (("ReFine-FT", ft), ("ReFine", full)):
-        _say(args, f"{name:10s} {r['acc_auc']:.3f}     {r.get('recall@5', float('nan')):.3f}"
-                   f"                       {r.get('auroc_pooled', float('nan')):.3f}")
-    _say(args, f"written: {out / 'explanations' / 'explanations.pt'}, {png}, {out / 'acc_curve.png'}")
-    result = {"refine_ft": ft, "refine": full, "gnn": gnn, "seconds": timings, "out": str(out)}
-    atomic_write_text(json.dumps(result, indent=1, default=float), out / "demo.json")
-    return result
+    return run_demo(args.out, seed=args.seed, gnn_epochs=args.gnn_epochs, epochs=args.epochs, device=device,
+                    progress=not args.no_progress, say=lambda line: _say(args, line))
 
 
 # --------------------------------------------------------------------------- parser
@@ -750,19 +639,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit:  # an option error (one line printed) or --help
         return exit.code if isinstance(exit.code, int) else 0
-    global _DEVICE
-    from .device import resolve_device
-
     prog = f"refine-fast {args.command}"
     try:
         with _warnings_as_lines(prog):
             if args.threads is not None:
                 torch.set_num_threads(args.threads)
             try:
-                _DEVICE = resolve_device(args.device)
+                device = resolve_device(args.device)
             except ValueError as error:
                 raise UsageError(f"--device: {error}") from None
-            result = args.func(args)
+            result = args.func(args, device)
     except USER_ERRORS as error:
         if args.debug:
             raise

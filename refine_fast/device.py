@@ -1,4 +1,5 @@
-"""Where refine_fast computes: the device choice of the command line (``--device``) and of Python code.
+"""Where refine_fast computes: the device choice of the command line (``--device``) and of Python code,
+and, under torchrun, the process group of this process's device (:func:`join_torchrun`).
 
 CUDA is used only when torch sees a GPU *and* the extension was built with CUDA kernels
 (``refine_fast._C.has_cuda()``): a CPU-only build on a GPU machine (what a build without ``CUDA_HOME``
@@ -15,7 +16,7 @@ from typing import Optional, Union
 
 import torch
 
-__all__ = ["cuda_usable", "resolve_device", "load_failure_message"]
+__all__ = ["cuda_usable", "resolve_device", "join_torchrun", "load_failure_message"]
 
 NO_CUDA_KERNELS = (
     "refine_fast._C was built without CUDA kernels (refine_fast._C.has_cuda() is False); for the GPU, "
@@ -75,6 +76,22 @@ def resolve_device(device: Union[str, torch.device, None] = None) -> torch.devic
     if chosen.index >= torch.cuda.device_count():
         raise ValueError(f"device {chosen} asked for, but torch sees {torch.cuda.device_count()} GPU(s)")
     return chosen
+
+
+def join_torchrun(device: torch.device) -> tuple[int, int]:
+    """``(rank, world_size)`` of this process. Launched by torchrun (``WORLD_SIZE`` > 1), it first joins the
+    process group (once): nccl with ``device`` made the current GPU, or gloo when ``device`` is the CPU.
+    Otherwise ``(0, 1)``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        on_gpu = torch.device(device).type == "cuda"
+        if on_gpu:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if on_gpu else "gloo")
+    return dist.get_rank(), dist.get_world_size()
 
 
 def load_failure_message(error: ImportError, package_dir: str, torch_cuda: Optional[str]) -> str:

@@ -5,7 +5,8 @@ source, explained, written, and dropped, so a dataset larger than memory (e.g. P
 ``OnDiskDataset``, see :func:`refine_fast.datasets.open_graphs`) streams through with memory bounded
 by the chunk size. The noise of every graph is keyed by its dataset id, so the importances equal
 those of in-memory ``ReFine.explain`` calls on the same chunks with the same ids and seed (other
-batchings agree up to float rounding, see the README).
+batchings agree up to float rounding, see docs/performance.md). Under torchrun the pending chunks are
+shared out across ranks by edge count (:func:`rank_chunks`).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from torch_geometric.data.data import BaseData
 from .store import ExplanationStore
 from .validation import EXPLAIN_ARGS, check_args, check_graph_ids
 
-__all__ = ["explain_to_store", "fetch", "chunk_edges"]
+__all__ = ["explain_to_store", "fetch", "chunk_edges", "balance_chunks", "rank_chunks"]
 
 Ids = Union[Tensor, range, Sequence[int]]
 
@@ -43,6 +44,36 @@ def fetch(source, ids: Union[Tensor, Sequence[int]]) -> List:
 def chunk_edges(source, ids: Ids, chunks: Iterable[tuple[int, int]]) -> List[int]:
     """Number of edges of each ``(start, stop)`` chunk of store positions, read one chunk at a time."""
     return [sum(int(g.num_edges) for g in fetch(source, _slice(ids, s, e))) for s, e in chunks]
+
+
+def balance_chunks(chunks: Sequence[tuple[int, int]], loads: Sequence[int], rank: int, world: int
+                   ) -> List[tuple[int, int]]:
+    """The chunks of rank ``rank`` of ``world``: dealt greedily by ``loads`` (e.g. edges per chunk), largest
+    first, each to the least loaded rank (ties: the lower rank), so the ranks get similar work; in order."""
+    load = [0] * world
+    mine = []
+    for k in sorted(range(len(chunks)), key=lambda k: -loads[k]):
+        r = min(range(world), key=lambda i: (load[i], i))
+        load[r] += loads[k]
+        if r == rank:
+            mine.append(chunks[k])
+    return sorted(mine)
+
+
+def rank_chunks(source, ids: Ids, chunks: Sequence[tuple[int, int]], device: Union[str, torch.device] = "cpu",
+                group=None) -> List[tuple[int, int]]:
+    """This rank's share of ``chunks`` (store positions) under ``torch.distributed`` (collective: every rank
+    of ``group`` calls it with the same chunks): :func:`balance_chunks` by edge count, the counts read
+    by each rank for every world-th chunk (one chunk in memory at a time) and all-reduced on ``device``
+    (the device of the group's backend: a GPU for nccl)."""
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    loads = torch.zeros(len(chunks), dtype=torch.long, device=device)
+    mine = list(range(rank, len(chunks), world))
+    loads[mine] = torch.tensor(chunk_edges(source, ids, [chunks[k] for k in mine]), dtype=torch.long, device=device)
+    dist.all_reduce(loads, group=group)
+    return balance_chunks(chunks, loads.tolist(), rank, world)
 
 
 def explain_to_store(refine, source, store: ExplanationStore, ids: Optional[Ids] = None,

@@ -81,10 +81,8 @@ def test_load_failure_messages(tmp_path):
 
 
 def test_cli_device_option(machine, monkeypatch, tmp_path, capsys):
-    from refine_fast import cli
     from refine_fast.cli import build_parser, main
 
-    monkeypatch.setattr(cli, "_DEVICE", None)  # main sets it; restored after the test
     for command in ("demo", "train-gnn", "pretrain", "explain", "evaluate"):
         action = {a.dest: a for a in build_parser()._subparsers._group_actions[0].choices[command]._actions}
         assert action["device"].default == "auto", command

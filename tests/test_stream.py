@@ -9,7 +9,7 @@ from torch_geometric.data import Data
 from refine_fast.datasets import open_graphs, write_graphs
 from refine_fast.explain import ReFine
 from refine_fast.store import ExplanationStore, load_explanations
-from refine_fast.stream import chunk_edges, explain_to_store, fetch
+from refine_fast.stream import balance_chunks, chunk_edges, explain_to_store, fetch
 
 STEPS = 2
 
@@ -195,3 +195,11 @@ def test_fingerprint_is_stable_under_reading(on_disk):
     graphs[5]
     graphs.close()
     assert open_graphs(on_disk).sha256() == before
+
+
+def test_balance_chunks_deals_the_largest_first_to_the_least_loaded_rank():
+    chunks = [(0, 4), (4, 8), (8, 12), (12, 16)]
+    loads = [10, 40, 20, 30]
+    shares = [balance_chunks(chunks, loads, rank, 2) for rank in range(2)]
+    assert shares == [[(0, 4), (4, 8)], [(8, 12), (12, 16)]]  # 40 + 10 and 30 + 20
+    assert balance_chunks(chunks, loads, 0, 1) == chunks

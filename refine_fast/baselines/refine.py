@@ -14,9 +14,13 @@ from ..explain.target import model_kwargs
 from ..metrics import EvalGraphs
 from .base import check_inputs, fingerprint
 
-__all__ = ["ReFineExplainer", "refine_variants", "TOP_RHO"]
+__all__ = ["ReFineExplainer", "refine_variants", "TOP_RHO", "VARIANTS"]
 
 TOP_RHO = "ReFine (top-ρ fine-tuning)"
+
+VARIANTS = {"refine": {}, "ct": {"gamma": 0.0}, "pg": {"gamma": 0.0, "class_wise": False}}
+"""Pre-training overrides of the config for ReFine, ReFine-CT and the PGExplainer-equivalent (also
+``refine-fast pretrain --variant``)."""
 
 
 class ReFineExplainer:
@@ -100,8 +104,8 @@ def refine_variants(config: ReFineConfig, shared: Optional[Dict] = None) -> List
     """
     shared = {} if shared is None else shared
     return [
-        ReFineExplainer("PGExplainer (refine_fast)", config, steps=0, shared=shared, class_wise=False, gamma=0.0),
-        ReFineExplainer("ReFine-CT", config, per_ratio=True, shared=shared, gamma=0.0),
+        ReFineExplainer("PGExplainer (refine_fast)", config, steps=0, shared=shared, **VARIANTS["pg"]),
+        ReFineExplainer("ReFine-CT", config, per_ratio=True, shared=shared, **VARIANTS["ct"]),
         ReFineExplainer("ReFine-FT", config, steps=0, shared=shared),
         ReFineExplainer("ReFine", config, per_ratio=True, shared=shared),
         ReFineExplainer(TOP_RHO, config, per_ratio=True, shared=shared, select="top"),

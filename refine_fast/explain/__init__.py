@@ -5,7 +5,7 @@ from .config import ReFineConfig
 from .fine_tune import fine_tune, fine_tune_batch
 from .packing import GraphBatch, GraphPack
 from .pretrain import pretrain, pretrain_loss
-from .refine import ReFine, attributor_edge_dim
+from .refine import ReFine, attributor_dims, attributor_edge_dim
 from .target import TargetModel
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "fine_tune",
     "fine_tune_batch",
     "attributor_edge_dim",
+    "attributor_dims",
 ]

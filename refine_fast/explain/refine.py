@@ -19,7 +19,7 @@ from .packing import GraphPack
 from .pretrain import pretrain
 from .target import TargetModel
 
-__all__ = ["ReFine", "attributor_edge_dim"]
+__all__ = ["ReFine", "attributor_edge_dim", "attributor_dims"]
 
 _FORMAT = 1
 
@@ -29,6 +29,13 @@ def attributor_edge_dim(num_edge_features: int) -> int:
     when there is at most one — a single edge feature (e.g. BA-3motif's constant edge weight) is ignored,
     as in the reference implementation."""
     return int(num_edge_features) if num_edge_features > 1 else 0
+
+
+def attributor_dims(dataset) -> Dict[str, int]:
+    """``{"num_classes", "node_dim", "edge_dim"}`` of a PyG dataset, the :class:`ReFine` arguments for it
+    (``edge_dim`` by :func:`attributor_edge_dim`)."""
+    return {"num_classes": int(dataset.num_classes), "node_dim": int(dataset.num_node_features),
+            "edge_dim": attributor_edge_dim(dataset.num_edge_features)}
 
 
 class ReFine:
