@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .fileio import atomic_save, atomic_write_text, load_tensors, tensors_sha256
 
-__all__ = ["ExplanationStore", "load_explanations", "pack", "unpack"]
+__all__ = ["ExplanationStore", "load_explanations", "concat_importances", "split_importances"]
 
 MERGED = "explanations.pt"
 MANIFEST = "manifest.json"
@@ -42,7 +42,7 @@ FORMAT = 2  # 1: no format key, chunks without checksums (still read; never resu
 TENSORS = ("graph_ids", "ptr", "importance")
 
 
-def pack(importances: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+def concat_importances(importances: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """Concatenate per-graph importances ``[E_g]`` into ``(flat [E], ptr [B+1])``."""
     sizes = torch.tensor([t.numel() for t in importances], dtype=torch.long)
     ptr = torch.zeros(len(importances) + 1, dtype=torch.long)
@@ -51,8 +51,8 @@ def pack(importances: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     return flat, ptr
 
 
-def unpack(flat: Tensor, ptr: Tensor) -> list[Tensor]:
-    """Inverse of :func:`pack`: a list of ``[E_g]`` tensors."""
+def split_importances(flat: Tensor, ptr: Tensor) -> list[Tensor]:
+    """Inverse of :func:`concat_importances`: a list of ``[E_g]`` tensors."""
     return list(torch.split(flat, ptr.diff().tolist())) if ptr.numel() > 1 else []
 
 
@@ -261,7 +261,7 @@ class ExplanationStore:
         if ids.shape != (stop - start,):
             raise ValueError(f"ExplanationStore.write: graph_ids must have shape [{stop - start}], got {list(ids.shape)}")
         self.start()
-        flat, ptr = pack(importances)
+        flat, ptr = concat_importances(importances)
         part = {"graph_ids": ids.cpu(), "ptr": ptr, "importance": flat}
         part["sha256"] = _digest(part)
         atomic_save(part, self._path(start, stop))
@@ -277,7 +277,7 @@ class ExplanationStore:
         reason = _checked_part(part, stop - start, self.format >= FORMAT)
         if reason is not None:
             raise ValueError(f"ExplanationStore.read: chunk {path} is unusable ({reason})")
-        return part["graph_ids"], unpack(part["importance"], part["ptr"])
+        return part["graph_ids"], split_importances(part["importance"], part["ptr"])
 
     def _check_finished(self, caller: str) -> None:
         """Raise unless every chunk is written, whole and checked (reading never moves files)."""
@@ -340,4 +340,5 @@ def load_explanations(path: str | os.PathLike) -> tuple[Tensor, list[Tensor], di
     if reason is not None:
         raise ValueError(f"load_explanations: {path} is unusable ({reason})")
     meta = data.get("meta", {})
-    return data["graph_ids"], unpack(data["importance"], data["ptr"]), meta if isinstance(meta, dict) else {}
+    importances = split_importances(data["importance"], data["ptr"])
+    return data["graph_ids"], importances, meta if isinstance(meta, dict) else {}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from refine_fast.fileio import atomic_save
-from refine_fast.store import ExplanationStore, load_explanations, pack, unpack
+from refine_fast.store import ExplanationStore, concat_importances, load_explanations, split_importances
 
 
 def _importances(n, seed=0):
@@ -18,11 +18,11 @@ def _importances(n, seed=0):
 def test_pack_unpack_roundtrip_with_empty_graphs():
     imps = _importances(9)
     imps[3] = torch.zeros(0)
-    flat, ptr = pack(imps)
+    flat, ptr = concat_importances(imps)
     assert ptr.tolist()[-1] == flat.numel()
-    back = unpack(flat, ptr)
+    back = split_importances(flat, ptr)
     assert len(back) == 9 and all(torch.equal(a, b) for a, b in zip(imps, back))
-    assert unpack(*pack([])) == []
+    assert split_importances(*concat_importances([])) == []
 
 
 def test_store_resumes_without_redoing_or_losing_chunks(tmp_path):
@@ -157,14 +157,14 @@ def test_files_of_the_previous_format_are_read_but_never_resumed(tmp_path):
     (tmp_path / "chunks").mkdir()
     (tmp_path / "manifest.json").write_text(json.dumps({"num_graphs": 5, "chunk_size": 3, "meta": {"seed": 0}}))
     for s, e in ((0, 3), (3, 5)):
-        flat, ptr = pack(imps[s:e])
+        flat, ptr = concat_importances(imps[s:e])
         torch.save({"graph_ids": torch.arange(s, e), "ptr": ptr, "importance": flat},
                    tmp_path / "chunks" / f"chunk_{s:010d}_{e:010d}.pt")
     ids, back, meta = load_explanations(tmp_path)
     assert ids.tolist() == [0, 1, 2, 3, 4] and meta == {"seed": 0} and all(map(torch.equal, back, imps))
     with pytest.raises(ValueError, match="another version of refine_fast \\(store format 1"):
         ExplanationStore(tmp_path, 5, 3, {"seed": 0})
-    flat, ptr = pack(imps)
+    flat, ptr = concat_importances(imps)
     torch.save({"graph_ids": torch.arange(5), "ptr": ptr, "importance": flat, "meta": {"seed": 0}},
                tmp_path / "explanations.pt")
     assert all(map(torch.equal, load_explanations(tmp_path)[1], imps))
