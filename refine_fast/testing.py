@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import collections
 import warnings
-from typing import Callable, Counter
+from typing import Callable, Counter, List
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-__all__ = ["SYNC_OPS", "SyncCounter", "cuda_sync_debug_count"]
+__all__ = ["SYNC_OPS", "SyncCounter", "cuda_sync_debug_count", "assert_cuda_graph_safe"]
 
 # ATen ops that read device memory on the host (item, int(), bool(), is_nonzero, tolist and
 # repeat_interleave / bincount without sizes all end in _local_scalar_dense) or need a data-dependent
@@ -85,3 +85,27 @@ def cuda_sync_debug_count(fn: Callable[[], object]) -> int:
         finally:
             torch.cuda.set_sync_debug_mode(previous)
     return sum("synchronizing" in str(w.message) for w in caught)
+
+
+def assert_cuda_graph_safe(run: Callable[[], List[torch.Tensor]]) -> None:
+    """``run()`` (CUDA work returning a list of tensors) makes no host synchronization — none under sync
+    debug mode ``'error'`` — and can be captured in a CUDA graph whose replay gives the bits of an eager
+    call (warm-up on a side stream before the capture)."""
+    expected = run()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = run()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert all(torch.equal(a, b) for a, b in zip(captured, expected))

@@ -4,7 +4,7 @@ import torch
 
 import refine_fast  # noqa: F401  (registers the ops)
 from refine_fast.ops.edge_score import edge_score, edge_score_reference
-from refine_fast.testing import SyncCounter
+from refine_fast.testing import SyncCounter, assert_cuda_graph_safe
 
 DEVICES = [
     "cpu",
@@ -380,21 +380,4 @@ def test_cuda_no_sync_and_graph_capture():
     def run():
         return [torch.ops.refine_fast.edge_score(*args), *torch.ops.refine_fast.edge_score_backward(*backward_args)]
 
-    expected = run()
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        run()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up on a side stream before capture
-        run()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        captured = run()
-    graph.replay()
-    torch.cuda.synchronize()
-    assert all(torch.equal(a, b) for a, b in zip(captured, expected))
+    assert_cuda_graph_safe(run)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from refine_fast.ops import segment_select, segment_select_reference
 from refine_fast.ops.segment_select import select_counts
-from refine_fast.testing import SyncCounter
+from refine_fast.testing import SyncCounter, assert_cuda_graph_safe
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 DTYPES = [torch.float32, torch.float64]
@@ -315,21 +315,4 @@ def test_cuda_no_sync_and_graph_capture():
     def run():
         return [segment_select(scores, ptr, 0.3, key, 1, 2, stochastic) for stochastic in (True, False)]
 
-    expected = run()
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        run()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        run()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        captured = run()
-    graph.replay()
-    torch.cuda.synchronize()
-    assert all(torch.equal(a, b) for a, b in zip(captured, expected))
+    assert_cuda_graph_safe(run)
