@@ -47,7 +47,8 @@ class TargetModel:
 
     ``edge_attr`` is passed when the model's ``forward`` has an ``edge_attr`` parameter
     (:func:`accepts_edge_attr`; override with ``use_edge_attr``). An edge mask ``[E]`` is applied to every
-    ``MessagePassing`` layer with PyG's explain hook (``set_masks(..., apply_sigmoid=False)``), i.e. each message is multiplied by it.
+    ``MessagePassing`` layer with PyG's explain hook (``set_masks(..., apply_sigmoid=False)``), i.e. each
+    message is multiplied by it.
     Raw logits and log-probabilities both work: only their softmax / log-softmax are used.
     """
 
