@@ -63,7 +63,8 @@ def run_demo(out: Union[str, Path], seed: int = 0, gnn_epochs: Optional[int] = N
                               "steps": refine.config.fine_tune_steps, "seed": seed}, overwrite=True)
     store.write(0, len(graphs), imps)
     store.merge()
-    picks = [next(i for i, g in enumerate(graphs) if int(g.y) == c) for c in range(3) if any(int(g.y) == c for g in graphs)]
+    picks = [next(i for i, g in enumerate(graphs) if int(g.y) == c) for c in range(3)
+             if any(int(g.y) == c for g in graphs)]
     names = ("house", "grid", "cycle")
     png = plot_explained_graphs([graphs[i] for i in picks], [imps[i] for i in picks], refine.config.ratio,
                                 out / "explained_graphs.png", titles=[names[int(graphs[i].y)] for i in picks])
