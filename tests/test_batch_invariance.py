@@ -1,4 +1,4 @@
-"""The README's batch-invariance statement, checked on real graphs: float32 explanations of the same graphs
+"""The batch-invariance statement of docs/usage.md, checked on real graphs: float32 explanations of the same graphs
 with other batch sizes and worker counts stay within ``FLOAT32_BOUND`` of each other, and a top-ρ edge set
 changes only by swapping edges whose importances tie (within ``TIE``).
 

@@ -174,7 +174,7 @@ class ReFine:
         (``ratio``, ``fine_tune_steps``, ``fine_tune_lr``, ``batch_size``). ``steps=0`` = ReFine-FT.
         ``graph_ids`` (default ``0..n-1``) name the graphs in the noise keys: the same id and ``seed``
         give the same explanation whatever the batch, up to float rounding grown over the steps (float32:
-        within 1e-3, see the README). ``workers`` (default ``torch.get_num_threads()``)
+        within 1e-3, see docs/usage.md). ``workers`` (default ``torch.get_num_threads()``)
         batches run concurrently in threads with one intra-op thread each — on a small CPU this beats
         intra-op parallelism of the many small ops; results differ across ``workers`` as across batchings.
         ``progress``: show a bar of graphs done, or advance the given ``tqdm`` bar by them.
