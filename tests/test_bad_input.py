@@ -383,4 +383,6 @@ def test_valid_input_passes_every_check(env):
     out = env.refine.explain(tuple(graphs), ratio=np.float32(0.5), steps=np.int64(1), progress=False)
     assert [t.numel() for t in out] == [g.num_edges for g in graphs]
     assert ReFineConfig(lr=1, gamma=0, hidden=np.int64(8)).lr == 1
-    assert ReFineConfig.from_dict({"hidden": 8}) == ReFineConfig(hidden=8)  # a file from an older version
+    # a file from an older version: the options it predates take the values that reproduce it (LEGACY)
+    from refine_fast.explain.config import LEGACY
+    assert ReFineConfig.from_dict({"hidden": 8}) == ReFineConfig(hidden=8, **LEGACY)

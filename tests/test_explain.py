@@ -114,7 +114,7 @@ def refine64(data):
 
 def test_config_presets_and_overrides():
     c = ReFineConfig.for_dataset("mutag")
-    assert (c.hidden, c.epochs, c.ratio, c.lr) == (100, 100, 0.4, 1e-3)
+    assert (c.hidden, c.epochs, c.ratio, c.lr) == (50, 100, 0.4, 1e-3)
     assert ReFineConfig.for_dataset("ba3").lr == 1e-4 and ReFineConfig.for_dataset("mnist").ratio == 0.2
     assert ReFineConfig().replace(gamma=0).gamma == 0
     assert ReFineConfig.from_dict(c.to_dict()) == c

@@ -12,7 +12,7 @@ CHOICES = {
     "fidelity": ("log", "prob"),
     "reduction": ("mean", "sum"),
     "contrastive": ("reference", "infonce", "paper"),
-    "representation": ("target", "attributor"),
+    "representation": ("auto", "target", "attributor"),
     "explain_norm": ("running", "graph"),
     "train_on": ("all", "correct"),
 }
@@ -39,25 +39,38 @@ FIELDS: Dict[str, Spec] = {
 """Type and range of every :class:`ReFineConfig` field (``Spec(str, choices=...)`` for string options);
 a field without an entry is refused."""
 
+LEGACY = {"fidelity": "log", "reduction": "mean", "contrastive": "infonce", "representation": "attributor",
+          "log2_noise": False, "mask_sigmoid": False, "explain_norm": "running", "train_on": "all"}
+"""What refine_fast did before these options existed: the values an older explainer file is read with."""
+
 
 @dataclass
 class ReFineConfig:
     """Everything ReFine needs besides the target model.
 
     Pre-training (Eq. 6–8): ``hidden``, ``num_layers``, ``epochs``, ``lr``, ``ratio`` (ρ of the
-    contrastive subgraphs), ``gamma`` (γ), ``tau`` (τ of the InfoNCE term), ``temperature`` (β of
+    contrastive subgraphs), ``gamma`` (γ), ``tau`` (τ of the contrastive term), ``temperature`` (β of
     the concrete sample), ``batch_size``, ``size_coef`` and ``entropy_coef`` (mask regularizers).
     Fine-tuning (Eq. 9–10): ``fine_tune_lr``, ``fine_tune_steps``; the same regularizers.
     ``class_wise=False`` shares one attributor between all classes (the PGExplainer-equivalent).
 
-    Where the paper and the reference code differ (bench/RESULTS.md, "Which differences matter"):
-    ``fidelity`` (``'log'``: Eq. 7, ``'prob'``: −f(G')_ŷ), ``reduction`` of the fidelity over a
-    pre-training batch (``'mean'`` or ``'sum'``), ``contrastive`` (``'reference'``, ``'infonce'``,
-    ``'paper'``: Eq. 8) and its ``representation`` (``'target'``: the target model's ``embed`` of the
-    masked top-ρ subgraph; ``'attributor'``: the attributor's encoder), ``log2_noise`` (logistic noise
-    in log2 units), ``mask_sigmoid`` (a second sigmoid on the mask inside the target model),
-    ``explain_norm`` (batch-norm statistics when explaining: ``'running'`` or each ``'graph'``'s own),
-    ``train_on`` (``'all'`` graphs or only the ``'correct'``ly predicted ones).
+    Where the paper and the reference code differ (measured effects: bench/RESULTS.md, "Which
+    differences matter"; docs/reproducing.md):
+
+    - ``fidelity``: ``'prob'`` (default, the reference code: −f(G⊙M)_ŷ, the probability of the predicted
+      class) or ``'log'`` (the paper's Eq. 7, −Σ f(G) log f(G⊙M));
+    - ``reduction``: the fidelity over a pre-training batch is ``'sum'``\ med (default, the reference) or
+      averaged (``'mean'``, the paper's expectation) — it sets the weight of γ and the regularizers;
+    - ``contrastive``: ``'infonce'`` (default: InfoNCE, same predicted class = positive),
+      ``'reference'`` (the reference code's form, which only pushes representations apart) or
+      ``'paper'`` (Eq. 8, softplus of ±hᵢᵀhⱼ); ``representation``: ``'target'`` (the target model's
+      ``embed`` of the masked top-ρ subgraph, as the reference), ``'attributor'`` (the attributor's own
+      encoder, as Eq. 8) or ``'auto'`` (default: ``'target'`` when the model has ``embed``);
+    - ``log2_noise``: logistic noise in log2 units (the reference); ``mask_sigmoid``: a second sigmoid on
+      the mask inside the target model (the reference's old PyG hook); ``explain_norm``: batch-norm
+      statistics when explaining, the pre-trained ``'running'`` ones (default) or each ``'graph'``'s own
+      (the reference, whose attributors stay in training mode); ``train_on``: pre-train on ``'all'``
+      graphs (default) or only the ``'correct'``\ ly predicted ones ; the reference; needs ``y``).
     """
 
     hidden: int = 50
@@ -74,10 +87,10 @@ class ReFineConfig:
     fine_tune_lr: float = 1e-4
     fine_tune_steps: int = 20
     class_wise: bool = True
-    fidelity: str = "log"
-    reduction: str = "mean"
+    fidelity: str = "prob"
+    reduction: str = "sum"
     contrastive: str = "infonce"
-    representation: str = "attributor"
+    representation: str = "auto"
     log2_noise: bool = False
     mask_sigmoid: bool = False
     explain_norm: str = "running"
@@ -91,11 +104,12 @@ class ReFineConfig:
 
     @classmethod
     def for_dataset(cls, name: str, **overrides) -> "ReFineConfig":
-        """The reference implementation's settings for ``ba3``, ``mnist``, ``mutag`` or ``vg``."""
+        """The reference implementation's settings for ``ba3``, ``mnist``, ``mutag`` or ``vg`` (its
+        ``run.sh``; Mutagenicity's hidden size is 50, what its training script actually used)."""
         presets = {
             "ba3": dict(hidden=50, epochs=25, ratio=0.4, lr=1e-4),
             "mnist": dict(hidden=50, epochs=50, ratio=0.2, lr=1e-3),
-            "mutag": dict(hidden=100, epochs=100, ratio=0.4, lr=1e-3),
+            "mutag": dict(hidden=50, epochs=100, ratio=0.4, lr=1e-3),
             "vg": dict(hidden=250, epochs=100, ratio=0.2, lr=1e-3),
         }
         key = name.lower()
@@ -116,12 +130,12 @@ class ReFineConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReFineConfig":
-        """Inverse of :meth:`to_dict`; fields missing from ``d`` (files of older versions) get their
-        defaults, unknown ones raise."""
+        """Inverse of :meth:`to_dict`; fields missing from ``d`` (files of older versions) get the value
+        that reproduces what those versions did (:data:`LEGACY`, else the default); unknown ones raise."""
         if not isinstance(d, dict):
             raise TypeError(f"ReFineConfig.from_dict: expected a dict, got {type(d).__name__}")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"ReFineConfig.from_dict: unknown field(s) {sorted(unknown)} (written by a newer "
                              f"refine_fast?); known: {[f.name for f in fields(cls)]}")
-        return cls(**d)
+        return cls(**{**{k: v for k, v in LEGACY.items() if k not in d}, **d})

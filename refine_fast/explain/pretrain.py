@@ -96,9 +96,9 @@ def pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: Gr
         selected = segment_select(m.detach(), b.edge_ptr, config.ratio, b.key, seed, step, stochastic=False)
         sub = explanation_subgraph(b, selected)
         weight = m[selected]
-        if config.representation == "target":
+        if target.representation(config.representation) == "target":
             h = target(sub.x, sub.edge_index, sub.batch, b.num_graphs, sub.edge_attr, weight,
-                       config.mask_sigmoid, embed=True).to(dtype) if b.num_graphs else m.new_zeros(0, 1)
+                       config.mask_sigmoid, embed=True).to(dtype) if b.num_graphs else m.new_zeros(0, 1) + m.sum() * 0.0
         else:
             sub_nodes = shard.slices(_bounds(group_b[sub.batch], torch.ones_like(sub.batch), G))
             norm = gcn_norm(sub.edge_index, sub.x.size(0), weight)

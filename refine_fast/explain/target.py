@@ -85,6 +85,13 @@ class TargetModel:
                 f"shape [{num_graphs}, C], got {tuple(out.shape)}")
         return out
 
+    def representation(self, choice: str) -> str:
+        """``ReFineConfig.representation`` resolved: ``'auto'`` is ``'target'`` when the model has an
+        ``embed`` method (its graph representation), else ``'attributor'``."""
+        if choice == "auto":
+            return "target" if callable(getattr(self.model, "embed", None)) else "attributor"
+        return choice
+
     def on(self, b: GraphBatch, edge_mask: Optional[Tensor] = None, mask_sigmoid: bool = False) -> Tensor:
         """Logits ``[B, C]`` of a whole :class:`GraphBatch`."""
         return self(b.x, b.edge_index, b.batch, b.num_graphs, b.edge_attr, edge_mask, mask_sigmoid)
