@@ -10,7 +10,17 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
+
+
+def _shared() -> Path:
+    """``$REFINE_FAST_SHARED``, else ``<repo>/../shared``, else ``/work/shared`` (from a git worktree)."""
+    if "REFINE_FAST_SHARED" in os.environ:
+        return Path(os.environ["REFINE_FAST_SHARED"])
+    beside = REPO_ROOT.parent / "shared"
+    return beside if beside.is_dir() else Path("/work/shared")
+
+
+DATA_ROOT = _shared() / "data"
 
 
 @pytest.fixture(scope="session")
