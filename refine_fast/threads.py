@@ -1,4 +1,4 @@
-"""CPU threads on a machine whose cores are shared: passive OpenMP waits and a thread count that fits.
+"""OpenMP threads on a machine whose cores are shared: ask for passive waits before torch loads the runtime.
 
 With torch's default of one thread per core, idle OpenMP threads spin while they wait for the others. When
 other processes hold the cores, the spinning threads wait on descheduled ones and small ops become tens of
