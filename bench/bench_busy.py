@@ -8,7 +8,7 @@ every run did before refine_fast chose passive waits): quiet-machine speed must 
 Correctness first: the three runs must write byte-identical explanations.
 Target: busy ≤ 2.5× the quiet time.
 
-    python -m pytest bench/bench_busy.py -q -s                        # 1 round, about 4 min quiet
+    python -m pytest bench/bench_busy.py -q -s                        # 1 round: 8-10 min at load 6-8 here
     BENCH_BUSY_ROUNDS=2 python -m pytest bench/bench_busy.py -q -s    # rounds interleaved, medians
 
 A whole-process timing (import, launch and phase times from the demo's ``demo.json``), so a script-like
@@ -25,8 +25,6 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
