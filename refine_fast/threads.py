@@ -26,13 +26,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def spin_warning(torch_loaded: bool, policy: Optional[str], threads: int, load: float, cores: int) -> Optional[str]:
-    """The warning for a process whose OpenMP threads may spin on a busy machine, else ``None``.
-
-    Warns only when torch was loaded before refine_fast (too late to set the policy), the user set no
-    ``OMP_WAIT_POLICY``, torch runs more than one thread, and the 1-minute load average exceeds ``cores``.
-    """
-    if not torch_loaded or policy is not None or threads <= 1 or load <= cores:
+def spin_warning(threads: int, load: float, cores: int) -> Optional[str]:
+    """The warning for a process whose OpenMP threads spin while waiting (torch imported before refine_fast,
+    no ``OMP_WAIT_POLICY``) if the machine looks oversubscribed: more than one torch thread and a 1-minute
+    load average above ``cores``. Else ``None``."""
+    if threads <= 1 or load <= cores:
         return None
     return (f"refine_fast: the machine is busy (load {load:.1f} on {cores} cores) and torch, imported before "
             f"refine_fast, runs {threads} OpenMP threads that spin while waiting; small ops can become tens of "
@@ -51,6 +49,6 @@ def prefer_passive_waits() -> None:
         return
     if "OMP_WAIT_POLICY" in os.environ or not hasattr(os, "getloadavg"):
         return
-    message = spin_warning(True, None, torch.get_num_threads(), os.getloadavg()[0], usable_cores())
+    message = spin_warning(torch.get_num_threads(), os.getloadavg()[0], usable_cores())
     if message is not None:
         warnings.warn(message, RuntimeWarning, stacklevel=2)
