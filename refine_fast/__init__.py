@@ -1,5 +1,9 @@
 """refine_fast: fast, faithful ReFine explanations for PyTorch Geometric."""
-import torch
+from .threads import prefer_passive_waits
+
+prefer_passive_waits()  # before torch loads the OpenMP runtime, which reads OMP_WAIT_POLICY once
+
+import torch  # noqa: E402
 
 from .device import load_failure_message
 
