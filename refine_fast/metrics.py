@@ -197,7 +197,7 @@ def _agreement(model, graphs: EvalGraphs, keep_edge: Tensor, full: Tensor, drop_
     """Bool ``[B]``: the prediction on the kept edges equals ``full``; with ``drop_isolated`` on the
     explanation subgraph (:func:`explanation_subgraph`), else on all nodes and the kept edges."""
     if drop_isolated:
-        x, edge_index, edge_attr, batch = explanation_subgraph(graphs, keep_edge)
+        x, edge_index, edge_attr, batch = explanation_subgraph(graphs, keep_edge)[:4]
     else:
         x, edge_index, batch = graphs.x, graphs.edge_index[:, keep_edge], graphs.batch
         edge_attr = None if graphs.edge_attr is None else graphs.edge_attr[keep_edge]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import warnings
-from typing import Callable, Counter, List
+from typing import Callable, Counter, List, Tuple
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -36,10 +36,13 @@ class SyncCounter:
     """Counts the syncing ops (:data:`SYNC_OPS`) run inside a ``with`` block.
 
     A syncing op called by another syncing op (``masked_select`` -> ``nonzero`` on CUDA) counts once.
-    After the block, ``count`` is the total and ``ops`` a ``Counter`` by op name.
+    Ops inside a profiler range whose name starts with one of ``exclude`` are not counted (e.g.
+    ``"Optimizer.step"``: torch's Adam reads its step counters, which live on the host unless
+    ``capturable``). After the block, ``count`` is the total and ``ops`` a ``Counter`` by op name.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, exclude: Tuple[str, ...] = ()) -> None:
+        self.exclude = tuple(exclude)
         self.count = 0
         self.ops: Counter[str] = collections.Counter()
         self._profile = profile(activities=[ProfilerActivity.CPU], experimental_config=_all_threads())
@@ -51,7 +54,7 @@ class SyncCounter:
     def __exit__(self, *exc) -> None:
         self._profile.__exit__(*exc)
         for event in self._profile.events():
-            if event.name in SYNC_OPS and not _inside_sync(event):
+            if event.name in SYNC_OPS and not _inside(event, SYNC_OPS, self.exclude):
                 self.ops[event.name] += 1
         self.count = sum(self.ops.values())
 
@@ -63,10 +66,11 @@ def _all_threads():
     return _ExperimentalConfig(profile_all_threads=True)
 
 
-def _inside_sync(event) -> bool:
+def _inside(event, names, prefixes) -> bool:
+    """Whether an enclosing event is named one of ``names`` or starts with one of ``prefixes``."""
     parent = event.cpu_parent
     while parent is not None:
-        if parent.name in SYNC_OPS:
+        if parent.name in names or parent.name.startswith(prefixes):
             return True
         parent = parent.cpu_parent
     return False

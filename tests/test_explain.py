@@ -435,6 +435,17 @@ def test_plan_buckets_merges_cheapest_neighbours():
     assert plan_buckets([2, 2, 3, 5, 5, 5], overhead=7) == [(0, 6, 5)]
 
 
+def test_plan_batches_round_robin_on_cpu_contiguous_on_cuda():
+    from refine_fast.explain.fine_tune import plan_batches
+    work = torch.arange(10)  # positions sorted by size
+    dealt = plan_batches(work, batch_size=4, workers=1, contiguous=False)
+    assert [c.tolist() for c in dealt] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    runs = plan_batches(work, batch_size=4, workers=1, contiguous=True)
+    assert [c.tolist() for c in runs] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert len(plan_batches(work, batch_size=100, workers=4, contiguous=True)) == 4  # one per worker
+    assert plan_batches(work[:0], batch_size=4, workers=1, contiguous=True) == []
+
+
 def test_fine_tuning_survives_a_leftover_pyg_mask_parameter(refine64):
     """PyG's GNNExplainer leaves an ``_edge_mask`` parameter slot on each layer; later masks would be
     wrapped in a detached Parameter and fine-tuning would silently stop learning."""

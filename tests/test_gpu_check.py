@@ -19,7 +19,7 @@ def test_cpu_quick_run(tmp_path):
     assert report["ok"] and report["device"] == "cpu" and report["quick"]
     sections = report["sections"]
     assert set(sections) == SECTIONS
-    for name in ("ops", "empty_inputs", "long_segment", "end_to_end"):
+    for name in ("ops", "empty_inputs", "long_segment", "end_to_end", "syncs"):
         assert sections[name]["ok"] is True, name
     assert sections["ops"]["edge_score"]["deterministic"] and sections["ops"]["uniform_float32"]["bit_equal_to_cpu"]
     assert sections["end_to_end"]["ba3"]["explain"]["graphs_top_set_differs"] == 0

@@ -59,7 +59,7 @@ class ReFineConfig:
 
     - ``fidelity``: ``'prob'`` (default, the reference code: −f(G⊙M)_ŷ, the probability of the predicted
       class) or ``'log'`` (the paper's Eq. 7, −Σ f(G) log f(G⊙M));
-    - ``reduction``: the fidelity over a pre-training batch is ``'sum'``\ med (default, the reference) or
+    - ``reduction``: the fidelity over a pre-training batch is summed (``'sum'``, default, the reference) or
       averaged (``'mean'``, the paper's expectation) — it sets the weight of γ and the regularizers;
     - ``contrastive``: ``'infonce'`` (default: InfoNCE, same predicted class = positive),
       ``'reference'`` (the reference code's form, which only pushes representations apart) or
@@ -70,7 +70,7 @@ class ReFineConfig:
       the mask inside the target model (the reference's old PyG hook); ``explain_norm``: batch-norm
       statistics when explaining, the pre-trained ``'running'`` ones (default) or each ``'graph'``'s own
       (the reference, whose attributors stay in training mode); ``train_on``: pre-train on ``'all'``
-      graphs (default) or only the ``'correct'``\ ly predicted ones ; the reference; needs ``y``).
+      graphs (default) or only the correctly predicted ones (``'correct'``, the reference; needs ``y``).
     """
 
     hidden: int = 50

@@ -122,6 +122,7 @@ class RankShard(Shard):
         self.group = group
         self.rank, self.world = dist.get_rank(group), dist.get_world_size(group)
         self.counts: List[int] = []
+        self.width: Optional[int] = None
 
     def split(self, index: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
         shards = []
@@ -135,22 +136,25 @@ class RankShard(Shard):
         return SyncedGroupSlices(bounds, self.group)
 
     def gather(self, h: Tensor) -> Tensor:
-        width = torch.tensor([h.size(1)], device=h.device)
-        dist.all_reduce(width, op=dist.ReduceOp.MAX, group=self.group)  # a rank without graphs has none
-        if h.size(1) != int(width):
-            h = h.new_zeros(h.size(0), int(width)) + h.sum() * 0.0
+        if self.width is None:  # a rank without graphs has no width: agree on it once (one host read)
+            width = torch.tensor([h.size(1)], device=h.device)
+            dist.all_reduce(width, op=dist.ReduceOp.MAX, group=self.group)
+            self.width = int(width)
+        if h.size(1) != self.width:
+            h = h.new_zeros(h.size(0), self.width) + h.sum() * 0.0
         return all_gather_rows(h, self.counts, self.group)
 
 
 def distributed_pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: GraphPack,
                               index: Tensor, groups: Tensor, classes: Tensor, probs: Tensor,
                               config: ReFineConfig, seed: int, step: int, bn_mode: str = "train",
-                              group=None) -> Dict[str, Tensor]:
+                              group=None, shard: Optional[RankShard] = None) -> Dict[str, Tensor]:
     """This rank's part of :func:`~refine_fast.explain.pretrain.pretrain_loss` of the global batch
     ``index`` (int64 ``[B]``, the same on every rank; collective). Summed over the ranks, every term
-    equals the single-process term, and so do the gradients of ``'loss'``."""
+    equals the single-process term, and so do the gradients of ``'loss'``. Pass the same ``shard`` to
+    every call of a run (it remembers what the ranks agreed on)."""
     return pretrain_loss(attributors, target, pack, index, groups, classes, probs, config, seed, step, bn_mode,
-                         shard=RankShard(group))
+                         shard=shard or RankShard(group))
 
 
 def _all_reduce_grads(params: Sequence[Tensor], group) -> None:
@@ -174,24 +178,26 @@ def distributed_pretrain(attributors: StackedAttributors, target: TargetModel, p
         dist.broadcast(t.data, src, group=group)
     params = list(attributors.parameters())
 
+    shard = RankShard(group)
+
     def batch_loss(index: Tensor, step: int) -> Dict[str, Tensor]:
         return distributed_pretrain_loss(attributors, target, pack, index, groups, classes, probs, config, seed,
-                                         step, group=group)
+                                         step, group=group, shard=shard)
 
     def validate() -> float:
         return distributed_validation_loss(attributors, target, *val, config=config, batch_size=batch_size,
                                            seed=seed, group=group)
 
-    def global_values(terms: Dict[str, Tensor]) -> Dict[str, float]:
-        names = sorted(terms)
-        values = torch.stack([terms[k].detach().double() for k in names])
+    def global_values(sums: Dict[str, Tensor]) -> Dict[str, float]:
+        names = sorted(sums)
+        values = torch.stack([sums[k] for k in names])
         dist.all_reduce(values, group=group)
         return dict(zip(names, values.tolist()))
 
     return run_epochs(attributors, train_index, batch_loss, None if val is None else validate, lr=config.lr,
                       epochs=epochs, batch_size=batch_size, seed=seed, progress=progress and dist.get_rank(group) == 0,
                       desc=f"pretrain ({dist.get_world_size(group)} ranks)",
-                      after_backward=lambda: _all_reduce_grads(params, group), batch_values=global_values)
+                      after_backward=lambda: _all_reduce_grads(params, group), epoch_values=global_values)
 
 
 @torch.no_grad()
@@ -199,7 +205,7 @@ def distributed_validation_loss(attributors: StackedAttributors, target: TargetM
                                 groups: Tensor, classes: Tensor, probs: Tensor, *, config: ReFineConfig,
                                 batch_size: int, seed: int, group=None) -> float:
     """:func:`~refine_fast.explain.pretrain.validation_loss` split over the ranks (collective)."""
-    index = torch.nonzero(pack.num_edges > 0).view(-1)
+    index = torch.nonzero(pack.host_num_edges > 0).view(-1)
     total = torch.zeros((), dtype=torch.float64, device=pack.x.device)  # nccl reduces device tensors
     for start in range(0, index.numel(), batch_size):
         chunk = index[start:start + batch_size]

@@ -20,6 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..ops import segment_select
+from ..ops.segment_select import select_counts
 from .attributor import StackedAttributors, encode, score
 from .config import ReFineConfig
 from .grouped import PaddedGroups, plan_buckets
@@ -29,9 +30,12 @@ from .propagate import Propagation, gcn_norm
 from .subgraph import explanation_subgraph
 from .target import TargetModel
 
-__all__ = ["SELECT", "check_select", "fine_tune_batch", "fine_tune"]
+__all__ = ["SELECT", "check_select", "fine_tune_batch", "fine_tune", "plan_batches"]
 
-MAX_BUCKETS = 32  # at most this many size buckets per batch
+MAX_BUCKETS = 32  # at most this many size buckets per batch on the CPU
+GPU_MAX_BUCKETS = 4
+"""On CUDA every bucket's small ops are kernel launches on one stream: a few wide buckets beat many
+tight ones (and batches are size-contiguous, see :func:`plan_batches`, so little padding is lost)."""
 BUCKET_COST = 1e6
 """The per-step overhead of one more size bucket (a few dozen more small ops) in padded node rows × H²
 (a padded row costs ∝ H² in the attributor's matmuls): :func:`.grouped.plan_buckets` keeps a split
@@ -57,8 +61,8 @@ class _Bucket:
     def __init__(self, attributors: StackedAttributors, b: GraphBatch, groups: Tensor, g0: int, g1: int, M: int,
                  bn_mode: str = "eval"):
         device = b.x.device
-        n0, n1 = int(b.node_ptr[g0]), int(b.node_ptr[g1])
-        e0, e1 = int(b.edge_ptr[g0]), int(b.edge_ptr[g1])
+        n0, n1 = int(b.host_node_ptr[g0]), int(b.host_node_ptr[g1])
+        e0, e1 = int(b.host_edge_ptr[g0]), int(b.host_edge_ptr[g1])
         B = g1 - g0
         self.params, self.stats = attributors.gather(groups[g0:g1])
         dtype = self.params["lin_weight"].dtype
@@ -72,7 +76,7 @@ class _Bucket:
         self.edge_group = b.edge_batch[e0:e1] - g0
         self.edge_attr, self.edges = None, None
         if attributors.edge_dim > 0:
-            Me = int(b.edge_ptr[g0 + 1:g1 + 1].sub(b.edge_ptr[g0:g1]).max())
+            Me = int(b.host_edge_ptr[g0 + 1:g1 + 1].sub(b.host_edge_ptr[g0:g1]).max())
             edge_pos = self.edge_group * Me + (torch.arange(e0, e1, device=device) - b.edge_ptr[g0:g1][self.edge_group])
             self.edge_attr = b.edge_attr[e0:e1]
             self.edges = PaddedGroups(B, Me, rows=edge_pos)
@@ -83,7 +87,7 @@ class _Bucket:
 
 
 def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, index: Tensor,
-                    groups: Tensor, probs: Tensor, config: ReFineConfig, *, ratio: Union[float, Tensor],
+                    groups: Tensor, probs: Tensor, config: ReFineConfig, *, ratio: float,
                     steps: int, lr: float, seed: int, select: str = "sample") -> Tensor:
     """Fine-tune graphs ``index`` of ``pack`` (every one with >= 1 edge) together.
 
@@ -97,14 +101,18 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
     b = pack.take(index)
     B = b.num_graphs
     group_b = groups[index]
-    sizes = b.node_ptr.diff().tolist()
-    plan = plan_buckets(sizes, MAX_BUCKETS, BUCKET_COST / attributors.hidden ** 2)
+    sizes = b.host_node_ptr.diff().tolist()
+    max_buckets = GPU_MAX_BUCKETS if b.x.device.type == "cuda" else MAX_BUCKETS
+    plan = plan_buckets(sizes, max_buckets, BUCKET_COST / attributors.hidden ** 2)
     bn_mode = "eval" if config.explain_norm == "running" else "graph"
     buckets = [_Bucket(attributors, b, group_b, g0, g1, M, bn_mode) for g0, g1, M in plan]
     target_probs = probs[index]
     dtype = target_probs.dtype
     inv_count = 1.0 / b.edge_ptr.diff().to(dtype)
     stochastic = check_select(select, "fine_tune_batch")
+    # sizes of every step's subgraph, known on the host: K selected edges, at most 2K kept nodes
+    K = int(select_counts(b.host_edge_ptr, float(ratio)).sum())
+    slots = (K, min(b.num_nodes, 2 * K))
 
     def edge_probs() -> Tensor:
         alpha = [bucket.scores() for bucket in buckets]
@@ -115,9 +123,9 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
         for t in range(steps):
             p = edge_probs()
             selected = segment_select(p.detach(), b.edge_ptr, ratio, b.key, seed, t, stochastic=stochastic)
-            sub = explanation_subgraph(b, selected)
-            logits = target(sub.x, sub.edge_index, sub.batch, B, sub.edge_attr, edge_mask=p[selected],
-                            mask_sigmoid=config.mask_sigmoid)
+            sub = explanation_subgraph(b, selected, slots)  # fixed shapes: no host sync in the step
+            logits = target(sub.x, sub.edge_index, sub.batch, sub.num_graphs, sub.edge_attr,
+                            edge_mask=p.index_select(0, sub.edges), mask_sigmoid=config.mask_sigmoid)[:B]
             reg = config.size_coef * p + config.entropy_coef * mask_entropy(p)
             reg_graph = p.new_zeros(B).index_add(0, b.edge_batch, reg) * inv_count
             loss = (fidelity_loss(target_probs, logits, config.fidelity) + reg_graph).sum()
@@ -128,14 +136,25 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
         return edge_probs()
 
 
+def plan_batches(work: Tensor, batch_size: int, workers: int, contiguous: bool) -> List[Tensor]:
+    """Split ``work [N]`` (graph positions sorted by size) into at least ``workers`` batches of at most
+    ``batch_size``. ``contiguous=False`` (the CPU default) deals them round-robin, so concurrent
+    batches carry equal loads; ``contiguous=True`` (CUDA: one worker) keeps each batch a run of similar
+    sizes, which needs the fewest padded rows and buckets."""
+    n = max(-(-work.numel() // batch_size), workers) if work.numel() else 0
+    if contiguous:
+        return list(torch.tensor_split(work, n)) if n else []
+    return [work[k::n] for k in range(n)]
+
+
 def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, groups: Tensor,
               probs: Tensor, config: ReFineConfig, *, ratio: float, steps: int, lr: float, seed: int,
               batch_size: int, progress: Union[bool, tqdm] = True, index: Optional[Tensor] = None, workers: int = 1,
               select: str = "sample") -> List[Tensor]:
     """Explain graphs ``index`` of ``pack`` (default: all) in batches of at most ``batch_size``.
 
-    Graphs are sorted by size and dealt round-robin into equally loaded batches (each then bucketed by
-    size inside :func:`fine_tune_batch`). With ``workers > 1`` that many batches run concurrently in
+    Graphs are sorted by size and split into batches by :func:`plan_batches` (round-robin on the CPU,
+    size-contiguous on CUDA), each then bucketed by size inside :func:`fine_tune_batch`. With ``workers > 1`` that many batches run concurrently in
     threads, each with one intra-op thread and its own copy of the target model (PyG's edge masks
     live on the model's layers); results do not depend on ``batch_size`` or ``workers`` beyond float
     rounding.
@@ -152,11 +171,11 @@ def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphP
     dtype = attributors.lin_weight.dtype
     for i in torch.nonzero(~has_edges).view(-1).tolist():
         out[i] = torch.zeros(0, dtype=dtype, device=pack.x.device)
-    work = torch.nonzero(has_edges).view(-1)
-    work = work[torch.argsort(pack.num_nodes[index[work]], stable=True)]
+    work = torch.nonzero(has_edges).view(-1).cpu()
+    work = work[torch.argsort(pack.host_num_nodes[index[work].cpu()], stable=True)]
     workers = max(1, min(int(workers), work.numel()))
-    n_chunks = max(-(-work.numel() // batch_size), workers) if work.numel() else 0
-    chunks = [work[k::n_chunks] for k in range(n_chunks)]
+    chunks = plan_batches(work, batch_size, workers, contiguous=pack.x.device.type == "cuda")
+    chunks = [c.to(index.device) for c in chunks]
     attributors.eval()
 
     def run(chunk: Tensor, model_target: TargetModel) -> None:

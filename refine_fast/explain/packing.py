@@ -21,7 +21,8 @@ class GraphBatch:
 
     x ``[N, D]``, edge_index ``[2, E]`` (batch node ids), edge_attr ``[E, D_e]`` or None,
     node_ptr / edge_ptr ``[B+1]``, batch ``[N]`` and edge_batch ``[E]`` (graph of each node / edge),
-    key ``[E]`` int64 noise keys.
+    key ``[E]`` int64 noise keys; ``host_node_ptr`` / ``host_edge_ptr``: the offsets again, on the CPU,
+    so that sizes are known on the host without reading the device.
     """
 
     x: Tensor
@@ -32,6 +33,8 @@ class GraphBatch:
     batch: Tensor
     edge_batch: Tensor
     key: Tensor
+    host_node_ptr: Tensor
+    host_edge_ptr: Tensor
 
     @property
     def num_graphs(self) -> int:
@@ -46,11 +49,11 @@ class GraphBatch:
         return self.edge_index.size(1)
 
 
-def _ranges(start: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
-    """Concatenated ``arange(start[i], start[i] + count[i])`` and the output offsets ``[B+1]``."""
+def _ranges(start: Tensor, count: Tensor, total: int) -> tuple[Tensor, Tensor]:
+    """Concatenated ``arange(start[i], start[i] + count[i])`` (``total`` = Σ count, known on the host)
+    and the output offsets ``[B+1]``."""
     out_ptr = torch.zeros(count.numel() + 1, dtype=torch.long, device=count.device)
     torch.cumsum(count, 0, out=out_ptr[1:])
-    total = int(out_ptr[-1])
     shift = torch.repeat_interleave(start - out_ptr[:-1], count, output_size=total)
     return torch.arange(total, device=count.device) + shift, out_ptr
 
@@ -60,7 +63,9 @@ class GraphPack:
 
     Keeps ``x``, ``edge_index`` (graph-local node ids), ``edge_attr`` (2-D, optional) and the
     per-graph offsets; ``take(index)`` builds a :class:`GraphBatch` with a few vectorized gathers.
-    ``graph_ids[i]`` (default ``i``) names graph i in the noise keys.
+    ``graph_ids[i]`` (default ``i``) names graph i in the noise keys. The node and edge counts are also
+    kept on the CPU (``host_num_nodes``, ``host_num_edges``): a batch's sizes are then known without
+    reading the device.
     """
 
     def __init__(self, graphs: Sequence, graph_ids: Optional[Sequence[int]] = None, device=None, **checks):
@@ -79,6 +84,8 @@ class GraphPack:
         self.node_ptr = torch.cat([self.num_nodes.new_zeros(1), self.num_nodes.cumsum(0)])
         self.edge_ptr = torch.cat([self.num_edges.new_zeros(1), self.num_edges.cumsum(0)])
         self.graph_ids = flat.graph_ids.to(device)
+        self.host_num_nodes = torch.tensor(flat.num_nodes, dtype=torch.long)
+        self.host_num_edges = torch.tensor(flat.num_edges, dtype=torch.long)
 
     @classmethod
     def from_batch(cls, x: Tensor, edge_index: Tensor, batch: Optional[Tensor] = None,
@@ -109,17 +116,23 @@ class GraphPack:
             edge_attr = edge_attr[self.edge_order]
         self.edge_attr = edge_attr
         self.graph_ids = check_graph_ids(graph_ids, B, f"{checks['name']}: graph_ids", x.device)
+        self.host_num_nodes, self.host_num_edges = self.num_nodes.cpu(), self.num_edges.cpu()
         return self
 
     def __len__(self) -> int:
         return self.num_nodes.numel()
 
     def take(self, index: Tensor) -> GraphBatch:
-        """Graphs ``index`` (int64 ``[B]``) as one batch, in that order."""
+        """Graphs ``index`` (int64 ``[B]``) as one batch, in that order. Pass ``index`` on the CPU: the
+        batch's sizes then come from the host copies of the counts, and nothing waits for the device."""
+        host_index = index.cpu()
+        host_nn, host_ne = self.host_num_nodes[host_index], self.host_num_edges[host_index]
+        zero = torch.zeros(1, dtype=torch.long)
+        host_node_ptr, host_edge_ptr = torch.cat([zero, host_nn.cumsum(0)]), torch.cat([zero, host_ne.cumsum(0)])
         index = index.to(self.num_nodes.device)
         nn_, ne = self.num_nodes[index], self.num_edges[index]
-        node_rows, node_ptr = _ranges(self.node_ptr[index], nn_)
-        edge_rows, edge_ptr = _ranges(self.edge_ptr[index], ne)
+        node_rows, node_ptr = _ranges(self.node_ptr[index], nn_, int(host_node_ptr[-1]))
+        edge_rows, edge_ptr = _ranges(self.edge_ptr[index], ne, int(host_edge_ptr[-1]))
         arange = torch.arange(index.numel(), device=index.device)
         batch = torch.repeat_interleave(arange, nn_, output_size=node_rows.numel())
         edge_batch = torch.repeat_interleave(arange, ne, output_size=edge_rows.numel())
@@ -135,4 +148,6 @@ class GraphPack:
             batch=batch,
             edge_batch=edge_batch,
             key=key,
+            host_node_ptr=host_node_ptr,
+            host_edge_ptr=host_edge_ptr,
         )

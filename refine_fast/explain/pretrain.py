@@ -9,6 +9,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..ops import concrete_sample, segment_select
+from ..ops.segment_select import select_counts
 from .attributor import StackedAttributors, encode, score
 from .config import ReFineConfig
 from .grouped import GroupSlices
@@ -25,6 +26,7 @@ LN2 = math.log(2.0)
 
 
 def _bounds(group: Tensor, counts: Tensor, num_groups: int) -> List[int]:
+    """Row offsets ``[G+1]`` of the groups, from each graph's group and row count (host tensors)."""
     per_group = counts.new_zeros(num_groups).index_add(0, group, counts)
     return [0] + torch.cumsum(per_group, 0).tolist()
 
@@ -64,23 +66,25 @@ def pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: Gr
     ``'fidelity'`` (mean or sum over graphs, ``config.reduction``), ``'size'`` and ``'entropy'`` (means
     over edges), [``'contrastive'``]."""
     shard = shard or Shard()
+    index, groups = index.cpu(), groups.cpu()  # batches are picked on the host: no device read below
     mine, order = shard.split(index, groups)
     b = pack.take(mine)
-    G = attributors.groups
-    group_b = groups[mine]
+    G, B = attributors.groups, b.num_graphs
+    device = b.x.device
+    group_b = groups[mine].to(device)
     p, stats = attributors.params(), attributors.stats()
     dtype = p["lin_weight"].dtype
-    num_edges = pack.num_edges[index].sum().to(dtype)
+    num_edges = float(pack.host_num_edges[index].sum())
 
-    nodes = shard.slices(_bounds(group_b, b.node_ptr.diff(), G))
-    edges = GroupSlices(_bounds(group_b, b.edge_ptr.diff(), G))
+    nodes = shard.slices(_bounds(groups[mine], b.host_node_ptr.diff(), G))
+    edges = GroupSlices(_bounds(groups[mine], b.host_edge_ptr.diff(), G))
     z = encode(p, stats, b.x.to(dtype), b.edge_index, gcn_norm(b.edge_index, b.num_nodes, dtype=dtype), nodes, bn_mode)
     alpha = score(p, z, b.edge_index, b.edge_attr, nodes, edges, group_b[b.edge_batch])
     scale = LN2 if config.log2_noise else 1.0  # σ((L/ln2 + α)/β) = σ((L + α·ln2)/(β·ln2))
     m = concrete_sample(alpha * scale, b.key, seed, step, config.temperature * scale)
 
-    if b.num_graphs:
-        fid = fidelity_loss(probs[mine], target.on(b, edge_mask=m, mask_sigmoid=config.mask_sigmoid),
+    if B:
+        fid = fidelity_loss(probs[mine.to(device)], target.on(b, edge_mask=m, mask_sigmoid=config.mask_sigmoid),
                             config.fidelity).sum()
     else:  # fewer graphs than processes in this batch: this one only takes part in the collectives
         fid = m.sum() * 0.0
@@ -94,19 +98,24 @@ def pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: Gr
     if config.gamma > 0:
         # representations of the top-ρ subgraphs, the sampled mask as edge weight
         selected = segment_select(m.detach(), b.edge_ptr, config.ratio, b.key, seed, step, stochastic=False)
-        sub = explanation_subgraph(b, selected)
-        weight = m[selected]
         if target.representation(config.representation) == "target":
-            h = target(sub.x, sub.edge_index, sub.batch, b.num_graphs, sub.edge_attr, weight,
-                       config.mask_sigmoid, embed=True).to(dtype) if b.num_graphs else m.new_zeros(0, 1) + m.sum() * 0.0
-        else:
-            sub_nodes = shard.slices(_bounds(group_b[sub.batch], torch.ones_like(sub.batch), G))
+            K = int(select_counts(b.host_edge_ptr, config.ratio).sum())
+            sub = explanation_subgraph(b, selected, (K, min(b.num_nodes, 2 * K)))  # fixed shapes, no sync
+            weight = m.index_select(0, sub.edges)
+            h = target(sub.x, sub.edge_index, sub.batch, sub.num_graphs, sub.edge_attr, weight,
+                       config.mask_sigmoid, embed=True)[:B].to(dtype) if B else m.new_zeros(0, 1) + m.sum() * 0.0
+        else:  # the attributor's batch norm needs the kept node count (one host sync)
+            sub = explanation_subgraph(b, selected)
+            weight = m.index_select(0, sub.edges)
+            sub_group = group_b[sub.batch]
+            sub_nodes = shard.slices(_bounds(sub_group.cpu(), torch.ones(sub.batch.numel(), dtype=torch.long), G))
             norm = gcn_norm(sub.edge_index, sub.x.size(0), weight)
             zs = encode(p, stats, sub.x.to(dtype), sub.edge_index, norm, sub_nodes,
                         "batch" if bn_mode == "train" else bn_mode)
-            count = torch.bincount(sub.batch, minlength=b.num_graphs).clamp_min(1).to(dtype)
-            h = zs.new_zeros(b.num_graphs, zs.size(1)).index_add(0, sub.batch, zs) / count.unsqueeze(1)
-        cts = contrastive_loss(shard.gather(h), classes[order], config.tau, config.contrastive) / shard.world
+            count = zs.new_zeros(B).index_add_(0, sub.batch, zs.new_ones(sub.batch.numel())).clamp_min(1)
+            h = zs.new_zeros(B, zs.size(1)).index_add(0, sub.batch, zs) / count.unsqueeze(1)
+        cts = contrastive_loss(shard.gather(h), classes[order.to(classes.device)], config.tau,
+                               config.contrastive) / shard.world
         loss = loss + config.gamma * cts
         terms["contrastive"] = cts.detach()
     terms["loss"] = loss
@@ -134,29 +143,32 @@ def pretrain(attributors: StackedAttributors, target: TargetModel, pack: GraphPa
 
 
 def train_graphs(pack: GraphPack, name: str) -> Tensor:
-    """Ids ``[N]`` of the graphs of ``pack`` with edges; a ValueError naming ``name`` if there are none."""
-    index = torch.nonzero(pack.num_edges > 0).view(-1)
+    """Ids ``[N]`` (on the CPU) of the graphs of ``pack`` with edges; a ValueError naming ``name`` if there
+    are none."""
+    index = torch.nonzero(pack.host_num_edges > 0).view(-1)
     if index.numel() == 0:
         raise ValueError(f"{name}: no training graph has edges")
     return index
 
 
-def _local_values(terms: Dict[str, Tensor]) -> Dict[str, float]:
-    return {k: float(v.detach()) for k, v in terms.items()}
+def _local_values(sums: Dict[str, Tensor]) -> Dict[str, float]:
+    return {k: float(v) for k, v in sums.items()}
 
 
 def run_epochs(attributors: StackedAttributors, train_index: Tensor,
                batch_loss: Callable[[Tensor, int], Dict[str, Tensor]], validate: Optional[Callable[[], float]], *,
                lr: float, epochs: int, batch_size: int, seed: int, progress: bool = True, desc: str = "pretrain",
                after_backward: Optional[Callable[[], None]] = None,
-               batch_values: Callable[[Dict[str, Tensor]], Dict[str, float]] = _local_values) -> Dict[str, list]:
+               epoch_values: Callable[[Dict[str, Tensor]], Dict[str, float]] = _local_values) -> Dict[str, list]:
     """The epoch loop of :func:`pretrain`: Adam (lr ``lr``) on ``attributors`` over batches of
-    ``batch_size`` graphs of ``train_index [N]``, reshuffled each epoch (generator seeded ``seed``).
+    ``batch_size`` graphs of ``train_index [N]`` (CPU), reshuffled each epoch (generator seeded ``seed``).
     ``batch_loss(index [B], step)`` gives a batch's terms (``'loss'`` is back-propagated; step = global
-    iteration), ``after_backward()`` runs before each Adam step, ``batch_values(terms)`` turns the terms
-    into the batch's floats, and ``validate()`` (optional) gives the validation loss after each epoch for
-    ReduceLROnPlateau (factor 0.2, patience 3, min lr 1e-5). Returns the per-epoch history."""
-    opt = torch.optim.Adam(attributors.parameters(), lr=lr)
+    iteration), ``after_backward()`` runs before each Adam step, and ``validate()`` (optional) gives the
+    validation loss after each epoch for ReduceLROnPlateau (factor 0.2, patience 3, min lr 1e-5). The terms
+    are summed on the device and read once per epoch (``epoch_values`` turns the sums into floats), so a
+    step never waits for the device. Returns the per-epoch history."""
+    # fused on CUDA: one kernel, step counters on the device (no host read); the CPU keeps torch's default
+    opt = torch.optim.Adam(attributors.parameters(), lr=lr, fused=attributors.lin_weight.is_cuda or None)
     sched = None
     if validate is not None:
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.2, patience=3, min_lr=1e-5)
@@ -169,8 +181,8 @@ def run_epochs(attributors: StackedAttributors, train_index: Tensor,
     try:
         for epoch in range(epochs):
             bar.set_description(f"{desc} epoch {epoch + 1}/{epochs}", refresh=False)
-            perm = train_index[torch.randperm(train_index.numel(), generator=gen).to(train_index.device)]
-            sums: Dict[str, float] = {}
+            perm = train_index[torch.randperm(train_index.numel(), generator=gen)]
+            sums: Dict[str, Tensor] = {}
             for start in range(0, perm.numel(), batch_size):
                 index = perm[start:start + batch_size]
                 terms = batch_loss(index, step)
@@ -180,11 +192,10 @@ def run_epochs(attributors: StackedAttributors, train_index: Tensor,
                     after_backward()
                 opt.step()
                 step += 1
-                for k, v in batch_values(terms).items():
-                    sums[k] = sums.get(k, 0.0) + v * index.numel()
-                bar.set_postfix(loss=f"{sums['loss'] / min(start + batch_size, perm.numel()):.4f}", refresh=False)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach().double() * index.numel()
                 bar.update(1)
-            for k, v in sums.items():
+            for k, v in epoch_values(sums).items():
                 history.setdefault(k, []).append(v / perm.numel())
             if validate is not None:
                 vloss = validate()
@@ -202,7 +213,7 @@ def run_epochs(attributors: StackedAttributors, train_index: Tensor,
 def validation_loss(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, groups: Tensor,
                     classes: Tensor, probs: Tensor, *, config: ReFineConfig, batch_size: int, seed: int) -> float:
     """Mean pre-training loss over ``pack`` with eval-mode batch norm (fixed noise step 0)."""
-    index = torch.nonzero(pack.num_edges > 0).view(-1)
+    index = torch.nonzero(pack.host_num_edges > 0).view(-1)
     total = 0.0
     for start in range(0, index.numel(), batch_size):
         chunk = index[start:start + batch_size]

@@ -22,6 +22,9 @@ from .target import TargetModel
 __all__ = ["ReFine", "attributor_edge_dim", "attributor_dims"]
 
 _FORMAT = 1
+GPU_EXPLAIN_BATCH = 2048
+"""Default graphs per fine-tuning batch on CUDA: a step's many small ops are launches, so one wide batch
+keeps the device busy (the CPU default, ``config.batch_size``, suits threads)."""
 
 
 def attributor_edge_dim(num_edge_features: int) -> int:
@@ -171,10 +174,11 @@ class ReFine:
         ``steps`` Adam steps (lr ``lr``) at selection ratio ``ratio``, each step picking its edges by
         ``select`` (``'sample'``: stochastically by probability, paper Eq. 9; ``'top'``: the top-ρ edges,
         as the reference implementation); defaults from the config
-        (``ratio``, ``fine_tune_steps``, ``fine_tune_lr``, ``batch_size``). ``steps=0`` = ReFine-FT.
+        (``ratio``, ``fine_tune_steps``, ``fine_tune_lr``, ``batch_size``; on CUDA at least
+        :data:`GPU_EXPLAIN_BATCH`). ``steps=0`` = ReFine-FT.
         ``graph_ids`` (default ``0..n-1``) name the graphs in the noise keys: the same id and ``seed``
         give the same explanation whatever the batch, up to float rounding grown over the steps (float32:
-        within 1e-3, see docs/usage.md). ``workers`` (default ``torch.get_num_threads()``)
+        within 1e-3, see docs/usage.md). ``workers`` (default ``torch.get_num_threads()``; 1 on CUDA)
         batches run concurrently in threads with one intra-op thread each — on a small CPU this beats
         intra-op parallelism of the many small ops; results differ across ``workers`` as across batchings.
         ``progress``: show a bar of graphs done, or advance the given ``tqdm`` bar by them.
@@ -186,7 +190,12 @@ class ReFine:
         ratio = self.config.ratio if ratio is None else ratio
         steps = self.config.fine_tune_steps if steps is None else int(steps)
         lr = self.config.fine_tune_lr if lr is None else float(lr)
-        batch_size = self.config.batch_size if batch_size is None else int(batch_size)
+        on_gpu = self.attributors.lin_weight.device.type == "cuda"
+        if batch_size is None:
+            batch_size = max(self.config.batch_size, GPU_EXPLAIN_BATCH) if on_gpu else self.config.batch_size
+        batch_size = int(batch_size)
+        if workers is None:
+            workers = 1 if on_gpu else torch.get_num_threads()
         check_select(select, "ReFine.explain")
         if not isinstance(graphs, GraphPack):
             graphs = as_graph_list(graphs, "ReFine.explain: graphs")
@@ -196,7 +205,7 @@ class ReFine:
         with self.target.frozen():
             out = fine_tune(self.attributors, self.target, pack, groups, probs, self.config, ratio=float(ratio),
                             steps=steps, lr=lr, seed=seed, batch_size=batch_size, progress=progress,
-                            workers=torch.get_num_threads() if workers is None else int(workers), select=select)
+                            workers=int(workers), select=select)
         return [o.detach() for o in out]
 
     def state(self) -> dict:

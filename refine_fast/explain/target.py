@@ -21,13 +21,21 @@ def accepts_edge_attr(model: torch.nn.Module) -> bool:
 
 
 def model_kwargs(model: torch.nn.Module, edge_attr: Optional[Tensor], batch: Tensor,
-                 use_edge_attr: Optional[bool] = None) -> dict:
-    """Keyword arguments of ``model(x, edge_index, **kw)``: ``batch``, and ``edge_attr`` when the graphs
-    have it and the model takes it (``use_edge_attr``, default :func:`accepts_edge_attr`)."""
+                 use_edge_attr: Optional[bool] = None, num_graphs: Optional[int] = None) -> dict:
+    """Keyword arguments of ``model(x, edge_index, **kw)``: ``batch``, ``edge_attr`` when the graphs
+    have it and the model takes it (``use_edge_attr``, default :func:`accepts_edge_attr`), and
+    ``num_graphs`` when the model's ``forward`` takes it (so that its pooling need not read
+    ``batch.max()`` from the device, as refine_fast's own models do)."""
     kw = {"batch": batch}
     if edge_attr is not None and (accepts_edge_attr(model) if use_edge_attr is None else use_edge_attr):
         kw["edge_attr"] = edge_attr
+    if num_graphs is not None and _takes(model.forward, "num_graphs"):
+        kw["num_graphs"] = num_graphs
     return kw
+
+
+def _takes(fn, name: str) -> bool:
+    return name in inspect.signature(fn).parameters
 
 
 def unregister_masks(model: torch.nn.Module) -> None:
@@ -55,6 +63,8 @@ class TargetModel:
     def __init__(self, model: torch.nn.Module, use_edge_attr: Optional[bool] = None):
         self.model = model
         self.use_edge_attr = accepts_edge_attr(model) if use_edge_attr is None else use_edge_attr
+        embed = getattr(model, "embed", None)
+        self._takes_num_graphs = (_takes(model.forward, "num_graphs"), callable(embed) and _takes(embed, "num_graphs"))
 
     def __call__(self, x: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int,
                  edge_attr: Optional[Tensor] = None, edge_mask: Optional[Tensor] = None,
@@ -62,6 +72,8 @@ class TargetModel:
         """Logits ``[B, C]`` (or with ``embed`` the model's graph representation ``model.embed(...)``,
         ``[B, H]``). ``mask_sigmoid`` passes the edge mask through a sigmoid inside the model first."""
         kwargs = model_kwargs(self.model, edge_attr, batch, self.use_edge_attr)
+        if self._takes_num_graphs[embed]:
+            kwargs["num_graphs"] = num_graphs
         forward = self.model.forward
         if embed:
             forward = getattr(self.model, "embed", None)

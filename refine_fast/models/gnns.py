@@ -16,8 +16,10 @@ from torch_geometric.nn import GINEConv, LEConv, global_mean_pool
 __all__ = ["TargetGNN", "BA3MotifNet", "MutagenicityNet", "MNISTSuperpixelNet", "MODEL_CLASSES"]
 
 
-def _batch_or_zeros(x: Tensor, batch: Optional[Tensor]) -> Tensor:
-    return x.new_zeros(x.size(0), dtype=torch.long) if batch is None else batch
+def mean_pool(h: Tensor, batch: Optional[Tensor], num_graphs: Optional[int] = None) -> Tensor:
+    """Mean of each graph's node rows ``h [N, H]`` -> ``[B, H]`` (one graph when ``batch`` is None).
+    ``num_graphs`` given: ``batch.max()`` is not read from the device."""
+    return global_mean_pool(h, batch, size=num_graphs)
 
 
 def _mlp(hidden: int, out_channels: int, dropout: float) -> nn.Sequential:
@@ -33,13 +35,14 @@ class TargetGNN(nn.Module):
         self.config: Dict[str, Any] = dict(config)
 
     def embed(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
-              batch: Optional[Tensor] = None) -> Tensor:
+              batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
+        """The pooled graph representation ``[B, hidden]`` (``num_graphs`` = B, optional)."""
         raise NotImplementedError
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Optional[Tensor] = None,
-                batch: Optional[Tensor] = None) -> Tensor:
+                batch: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
         """Graph logits ``[B, C]``."""
-        return self.head(self.embed(x, edge_index, edge_attr, batch))
+        return self.head(self.embed(x, edge_index, edge_attr, batch, num_graphs))
 
 
 class BA3MotifNet(TargetGNN):
@@ -54,11 +57,11 @@ class BA3MotifNet(TargetGNN):
             LEConv(in_channels if i == 0 else hidden, hidden) for i in range(num_layers))
         self.head = _mlp(hidden, num_classes, dropout)
 
-    def embed(self, x, edge_index, edge_attr=None, batch=None):
+    def embed(self, x, edge_index, edge_attr=None, batch=None, num_graphs=None):
         weight = None if edge_attr is None else edge_attr.reshape(-1)
         for conv in self.convs:
             x = torch.relu(conv(x, edge_index, weight))
-        return global_mean_pool(x, _batch_or_zeros(x, batch))
+        return mean_pool(x, batch, num_graphs)
 
 
 class _GINENet(TargetGNN):
@@ -77,13 +80,13 @@ class _GINENet(TargetGNN):
         self.norms = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(num_layers))
         self.head = _mlp(hidden, num_classes, dropout)
 
-    def embed(self, x, edge_index, edge_attr=None, batch=None):
+    def embed(self, x, edge_index, edge_attr=None, batch=None, num_graphs=None):
         if edge_attr is None:
             edge_attr = x.new_zeros(edge_index.size(1), self.edge_dim)
         h = self.lin_in(x)
         for conv, norm in zip(self.convs, self.norms):
             h = torch.relu(norm(conv(h, edge_index, edge_attr)))
-        return global_mean_pool(h, _batch_or_zeros(x, batch))
+        return mean_pool(h, batch, num_graphs)
 
 
 class MutagenicityNet(_GINENet):

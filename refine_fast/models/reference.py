@@ -17,10 +17,10 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import BatchNorm, GINEConv, MessagePassing, global_mean_pool
+from torch_geometric.nn import BatchNorm, GINEConv, MessagePassing
 
 from ..fileio import load_tensors
-from .gnns import TargetGNN, _batch_or_zeros
+from .gnns import TargetGNN, mean_pool
 
 __all__ = ["LegacyLEConv", "ReferenceMutagNet", "ReferenceBA3Net", "load_reference_model", "reference_split",
            "load_reference_splits", "reference_class", "REFERENCE_SPLIT_SIZES", "REFERENCE_FILES"]
@@ -65,13 +65,13 @@ class ReferenceMutagNet(TargetGNN):
         self.lin1 = nn.Linear(hidden, hidden // 2)
         self.lin2 = nn.Linear(hidden // 2, num_classes)
 
-    def embed(self, x, edge_index, edge_attr=None, batch=None):
+    def embed(self, x, edge_index, edge_attr=None, batch=None, num_graphs=None):
         if edge_attr is None:
             raise ValueError("ReferenceMutagNet: edge_attr [E, 3] (one-hot bond types) is required")
         h, e = self.node_emb(x), self.edge_emb(edge_attr)
         for conv, norm in zip(self.convs, self.batch_norms):
             h = torch.relu(norm(conv(h, edge_index, e)))
-        return global_mean_pool(h, _batch_or_zeros(x, batch))
+        return mean_pool(h, batch, num_graphs)
 
     def head(self, h: Tensor) -> Tensor:
         return self.lin2(torch.relu(self.lin1(h)))
@@ -92,13 +92,13 @@ class ReferenceBA3Net(TargetGNN):
         self.lin1 = nn.Linear(hidden, hidden)
         self.lin2 = nn.Linear(hidden, num_classes)
 
-    def embed(self, x, edge_index, edge_attr=None, batch=None):
+    def embed(self, x, edge_index, edge_attr=None, batch=None, num_graphs=None):
         weight = None if edge_attr is None else edge_attr.reshape(-1)
         h = nn.functional.dropout(self.node_emb(x), self.dropout, self.training)
         for conv in self.convs:
             h = torch.relu(conv(h, edge_index, weight))
         h = nn.functional.dropout(h, self.dropout, self.training)
-        return global_mean_pool(h, _batch_or_zeros(x, batch))
+        return mean_pool(h, batch, num_graphs)
 
     def head(self, h: Tensor) -> Tensor:
         return self.lin2(torch.relu(self.lin1(h)))
