@@ -83,7 +83,9 @@ def render(path: Path) -> str:
         values = [v for v in values if v is not None]
         if not values:
             return "–"
-        return f"{values[0]:.3f}" if len(values) == 1 else f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        if len(values) == 1:
+            return f"{values[0]:.3f}"
+        return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):

@@ -373,7 +373,7 @@ def cmd_explain(args, device: torch.device) -> Dict[str, Any]:
     settings = {"ratio": float(config.ratio if args.ratio is None else args.ratio),
                 "steps": int(config.fine_tune_steps if args.steps is None else args.steps),
                 "lr": float(config.fine_tune_lr if args.lr is None else args.lr),
-                "batch_size": int(config.batch_size if args.batch_size is None else args.batch_size),
+                "batch_size": int(refine.explain_batch_size() if args.batch_size is None else args.batch_size),
                 "select": args.select, "seed": args.seed, "threads": torch.get_num_threads()}
     meta.update(settings, model=str(Path(args.model).resolve()), model_sha256=file_sha256(args.model),
                 explainer=str(Path(args.explainer).resolve()), explainer_sha256=file_sha256(args.explainer))

@@ -2,9 +2,10 @@
 
 The per-instance parameters are stacked ``[B, ...]`` leaf tensors (one Adam over them equals B
 independent Adams: Adam is element-wise and every loss term is per graph — means within a graph,
-summed over graphs). Batch norm uses the pre-trained running statistics (eval mode), so instances
-never mix. Noise keys are (graph id, edge index in graph), so a graph's result does not depend on
-the batch it sits in (up to float rounding when the padded shapes differ). Instances are laid out in a few size buckets (:func:`.grouped.plan_buckets`),
+summed over graphs). Batch norm uses the pre-trained running statistics (or each graph's own,
+``config.explain_norm='graph'``), so instances never mix. Noise keys are (graph id, edge index in
+graph), so a graph's result does not depend on the batch it sits in (up to float rounding when the
+padded shapes differ). Instances are laid out in a few size buckets (:func:`.grouped.plan_buckets`),
 each padded to its largest graph; edges never cross buckets, so each bucket's attributors run
 independently and only the edge probabilities are concatenated.
 """
@@ -154,10 +155,10 @@ def fine_tune(attributors: StackedAttributors, target: TargetModel, pack: GraphP
     """Explain graphs ``index`` of ``pack`` (default: all) in batches of at most ``batch_size``.
 
     Graphs are sorted by size and split into batches by :func:`plan_batches` (round-robin on the CPU,
-    size-contiguous on CUDA), each then bucketed by size inside :func:`fine_tune_batch`. With ``workers > 1`` that many batches run concurrently in
-    threads, each with one intra-op thread and its own copy of the target model (PyG's edge masks
-    live on the model's layers); results do not depend on ``batch_size`` or ``workers`` beyond float
-    rounding.
+    size-contiguous on CUDA), each then bucketed by size inside :func:`fine_tune_batch`. With
+    ``workers > 1`` that many batches run concurrently in threads, each with one intra-op thread and
+    its own copy of the target model (PyG's edge masks live on the model's layers); results do not
+    depend on ``batch_size`` or ``workers`` beyond float rounding.
     Returns one ``[E_g]`` tensor of edge probabilities per graph in ``index`` order; graphs without
     edges get an empty tensor. ``steps = 0`` returns the pre-trained attributor's probabilities (ReFine-FT).
     ``select`` as in :func:`fine_tune_batch`. ``progress``: a bar of graphs done, or a ``tqdm`` bar to

@@ -190,12 +190,9 @@ class ReFine:
         ratio = self.config.ratio if ratio is None else ratio
         steps = self.config.fine_tune_steps if steps is None else int(steps)
         lr = self.config.fine_tune_lr if lr is None else float(lr)
-        on_gpu = self.attributors.lin_weight.device.type == "cuda"
-        if batch_size is None:
-            batch_size = max(self.config.batch_size, GPU_EXPLAIN_BATCH) if on_gpu else self.config.batch_size
-        batch_size = int(batch_size)
+        batch_size = self.explain_batch_size() if batch_size is None else int(batch_size)
         if workers is None:
-            workers = 1 if on_gpu else torch.get_num_threads()
+            workers = 1 if self.attributors.lin_weight.is_cuda else torch.get_num_threads()
         check_select(select, "ReFine.explain")
         if not isinstance(graphs, GraphPack):
             graphs = as_graph_list(graphs, "ReFine.explain: graphs")
@@ -207,6 +204,13 @@ class ReFine:
                             steps=steps, lr=lr, seed=seed, batch_size=batch_size, progress=progress,
                             workers=int(workers), select=select)
         return [o.detach() for o in out]
+
+    def explain_batch_size(self) -> int:
+        """Graphs per fine-tuning batch when none is given: ``config.batch_size``, on CUDA at least
+        :data:`GPU_EXPLAIN_BATCH`."""
+        if self.attributors.lin_weight.is_cuda:
+            return max(self.config.batch_size, GPU_EXPLAIN_BATCH)
+        return self.config.batch_size
 
     def state(self) -> dict:
         """Everything :meth:`load` needs, as tensors and plain Python types, and ``model_sha256``, the
