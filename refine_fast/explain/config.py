@@ -71,6 +71,8 @@ class ReFineConfig:
       statistics when explaining, the pre-trained ``'running'`` ones (default) or each ``'graph'``'s own
       (the reference, whose attributors stay in training mode); ``train_on``: pre-train on ``'all'``
       graphs (default) or only the correctly predicted ones (``'correct'``, the reference; needs ``y``).
+    The measured effect of each option: docs/reproducing.md ("Faithfulness to the reference
+    implementation"), ``bench/ablation.py``.
     """
 
     hidden: int = 50
