@@ -25,30 +25,45 @@ class Probe:
             seen["torch"] = os.environ.get("OMP_WAIT_POLICY")
         return None
 sys.meta_path.insert(0, Probe())
+if LOAD is not None:
+    os.getloadavg = lambda: (LOAD, LOAD, LOAD)
 from refine_fast.cli import main
 print(json.dumps({"at_torch_import": seen["torch"], "after": os.environ.get("OMP_WAIT_POLICY")}))
 """
 
 
-def _probe(policy=None):
+def _probe(policy=None, load=None):
     """``(record, spin_count)``: the probe's JSON and libgomp's GOMP_SPINCOUNT (None on another runtime)."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env.update(PYTHONPATH=str(REPO_ROOT), OMP_DISPLAY_ENV="VERBOSE")
     if policy is not None:
         env["OMP_WAIT_POLICY"] = policy
-    run = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120,
-                         cwd=REPO_ROOT)
+    run = subprocess.run([sys.executable, "-c", f"LOAD = {load!r}\n" + PROBE], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=REPO_ROOT)
     assert run.returncode == 0, run.stderr
     spin = [line.split("=")[1].strip().strip("'") for line in run.stderr.splitlines()
             if line.strip().startswith("GOMP_SPINCOUNT")]
     return json.loads(run.stdout.strip().splitlines()[-1]), (spin[0] if spin else None)
 
 
-def test_import_sets_passive_before_torch():
-    record, spin = _probe()
+def test_import_sets_passive_before_torch_on_a_busy_machine():
+    record, spin = _probe(load=3.7)  # issue 15's machine: 2 cores
     assert record == {"at_torch_import": "PASSIVE", "after": "PASSIVE"}
     if spin is not None:  # GNU OpenMP reports what it read: passive = no spinning
         assert spin == "0"
+
+
+def test_import_keeps_spinning_waits_on_a_quiet_machine():
+    record, spin = _probe(load=0.0)
+    assert record == {"at_torch_import": None, "after": None}
+    if spin is not None:
+        assert spin != "0"
+
+
+@pytest.mark.parametrize("load, cores, wanted", [(3.7, 2, True), (1.0, 2, True), (0.6, 2, False),
+                                                 (0.0, 1, False), (3.9, 8, False), (4.0, 8, True)])
+def test_passive_wanted(load, cores, wanted):
+    assert threads.passive_wanted(load, cores) is wanted
 
 
 def test_import_keeps_the_users_policy():
