@@ -463,3 +463,24 @@ def test_fine_tuning_survives_a_leftover_pyg_mask_parameter(refine64):
             m._parameters.pop("_edge_mask", None)
             m._edge_mask = None
     assert max_diff(before, after) == 0
+
+
+def test_padded_explanation_subgraph_equals_the_unpadded_one():
+    """Fixed-shape subgraphs (the sync-free steps) hold the same kept graphs as the data-dependent ones,
+    also with a graph without edges (which keeps all its nodes) and a graph whose selection touches all."""
+    from refine_fast.explain.subgraph import explanation_subgraph, subgraph_slots
+    from refine_fast.ops import segment_select
+    graphs = make_dataset(5, seed=3)
+    graphs.insert(2, Data(x=torch.rand(40, 4), edge_index=torch.zeros(2, 0, dtype=torch.long)))  # edgeless
+    graphs.append(Data(x=torch.rand(2, 4), edge_index=torch.tensor([[0, 1], [1, 0]])))
+    b = GraphPack(graphs).take(torch.arange(len(graphs)))
+    for ratio in (0.1, 0.4, 1.0):
+        selected = segment_select(torch.rand(b.edge_index.size(1)), b.edge_ptr, ratio, b.key, 0, 0)
+        plain = explanation_subgraph(b, selected)
+        K, S = subgraph_slots(b.host_node_ptr, b.host_edge_ptr, ratio)
+        padded = explanation_subgraph(b, selected, (K, S))
+        n = plain.x.size(0)
+        assert K == plain.edge_index.size(1) and S >= n and padded.num_graphs == b.num_graphs + 1
+        assert torch.equal(padded.x[:n], plain.x) and torch.equal(padded.batch[:n], plain.batch)
+        assert torch.equal(padded.edge_index, plain.edge_index) and torch.equal(padded.edges, plain.edges)
+        assert (padded.batch[n:] == b.num_graphs).all() and not padded.x[n:].any()

@@ -21,14 +21,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..ops import segment_select
-from ..ops.segment_select import select_counts
 from .attributor import StackedAttributors, encode, score
 from .config import ReFineConfig
 from .grouped import PaddedGroups, plan_buckets
 from .losses import fidelity_loss, mask_entropy
 from .packing import GraphBatch, GraphPack
 from .propagate import Propagation, gcn_norm
-from .subgraph import explanation_subgraph
+from .subgraph import explanation_subgraph, subgraph_slots
 from .target import TargetModel
 
 __all__ = ["SELECT", "check_select", "fine_tune_batch", "fine_tune", "plan_batches"]
@@ -111,9 +110,8 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
     dtype = target_probs.dtype
     inv_count = 1.0 / b.edge_ptr.diff().to(dtype)
     stochastic = check_select(select, "fine_tune_batch")
-    # sizes of every step's subgraph, known on the host: K selected edges, at most 2K kept nodes
-    K = int(select_counts(b.host_edge_ptr, float(ratio)).sum())
-    slots = (K, min(b.num_nodes, 2 * K))
+    # sizes of every step's subgraph, known on the host (no sync in the step)
+    slots = subgraph_slots(b.host_node_ptr, b.host_edge_ptr, float(ratio))
 
     def edge_probs() -> Tensor:
         alpha = [bucket.scores() for bucket in buckets]

@@ -9,14 +9,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..ops import concrete_sample, segment_select
-from ..ops.segment_select import select_counts
 from .attributor import StackedAttributors, encode, score
 from .config import ReFineConfig
 from .grouped import GroupSlices
 from .losses import contrastive_loss, fidelity_loss, mask_entropy
 from .packing import GraphPack
 from .propagate import gcn_norm
-from .subgraph import explanation_subgraph
+from .subgraph import explanation_subgraph, subgraph_slots
 from .target import TargetModel
 
 __all__ = ["Shard", "pretrain_loss", "pretrain", "validation_loss", "run_epochs", "train_graphs"]
@@ -99,8 +98,8 @@ def pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: Gr
         # representations of the top-ρ subgraphs, the sampled mask as edge weight
         selected = segment_select(m.detach(), b.edge_ptr, config.ratio, b.key, seed, step, stochastic=False)
         if target.representation(config.representation) == "target":
-            K = int(select_counts(b.host_edge_ptr, config.ratio).sum())
-            sub = explanation_subgraph(b, selected, (K, min(b.num_nodes, 2 * K)))  # fixed shapes, no sync
+            slots = subgraph_slots(b.host_node_ptr, b.host_edge_ptr, config.ratio)
+            sub = explanation_subgraph(b, selected, slots)  # fixed shapes, no sync
             weight = m.index_select(0, sub.edges)
             h = target(sub.x, sub.edge_index, sub.batch, sub.num_graphs, sub.edge_attr, weight,
                        config.mask_sigmoid, embed=True)[:B].to(dtype) if B else m.new_zeros(0, 1) + m.sum() * 0.0

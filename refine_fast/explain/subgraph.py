@@ -10,7 +10,9 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["Subgraph", "explanation_subgraph"]
+from ..ops.segment_select import select_counts
+
+__all__ = ["Subgraph", "explanation_subgraph", "subgraph_slots"]
 
 
 class Subgraph(NamedTuple):
@@ -22,6 +24,18 @@ class Subgraph(NamedTuple):
     num_graphs: int      # B, or B + 1 for a padded subgraph (its last graph holds the padding rows)
 
 
+def subgraph_slots(node_ptr: Tensor, edge_ptr: Tensor, ratio: float) -> Tuple[int, int]:
+    """``(K, S)`` for :func:`explanation_subgraph` when each graph keeps its top ``ratio`` edges
+    (:func:`~refine_fast.ops.segment_select.select_counts`), from host offsets ``[B+1]``: K selected edges
+    and a bound S on the kept nodes — at most two per selected edge and at most the graph's nodes, and
+    every node of a graph without edges (it keeps them all)."""
+    k = select_counts(edge_ptr, ratio)
+    n = node_ptr.diff()
+    kept = torch.where(edge_ptr.diff() > 0, torch.minimum(2 * k, n), n)
+    K, S = torch.stack([k.sum(), kept.sum()]).tolist()
+    return K, S
+
+
 def explanation_subgraph(graphs, selected: Tensor, slots: Optional[Tuple[int, int]] = None) -> Subgraph:
     """Keep the ``selected`` edges (bool ``[E]``) of a batch of graphs and the nodes they touch. A graph
     with no selected edge keeps all its nodes, so every graph of the batch still has an output row.
@@ -30,7 +44,8 @@ def explanation_subgraph(graphs, selected: Tensor, slots: Optional[Tuple[int, in
     None, ``batch [N]``, ``edge_batch [E]`` and ``num_graphs`` (a
     :class:`~refine_fast.explain.packing.GraphBatch` or :class:`~refine_fast.metrics.EvalGraphs`).
 
-    ``slots = (K, S)``, both known on the host: ``K`` selected edges and at most ``S`` kept nodes. Then the
+    ``slots = (K, S)``, both known on the host (:func:`subgraph_slots`): ``K`` selected edges and at most
+    ``S`` kept nodes. Then the
     sizes are not read from the device (no host sync, fixed shapes): the subgraph has ``K`` edges and
     ``S + 1`` node rows, the kept nodes first; the other rows are zero-feature nodes without edges in an
     extra graph ``B`` (``num_graphs = B + 1``), whose output row the caller drops. The kept graphs' rows,
