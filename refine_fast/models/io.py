@@ -8,7 +8,7 @@ import torch
 
 from ..fileio import atomic_save, load_tensors
 from .gnns import MODEL_CLASSES, TargetGNN
-from .reference import ReferenceBA3Net, ReferenceMutagNet, load_reference_model, reference_class
+from .reference import ReferenceBA3Net, ReferenceMutagNet, reference_class, reference_model_from_state
 
 _CLASSES = {**MODEL_CLASSES, **{cls.__name__: cls for cls in (ReferenceBA3Net, ReferenceMutagNet)}}
 
@@ -31,7 +31,7 @@ def save_model(model: TargetGNN, path: Union[str, Path], extra: Optional[Dict[st
 def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> TargetGNN:
     """Rebuild the model saved by :func:`save_model` (eval mode); its ``extra`` dict is ``model.extra``.
     A released reference state_dict (``mutag_net_state.pt``, ``ba3_net_state.pt``) is loaded with
-    :func:`~refine_fast.models.reference.load_reference_model`."""
+    :func:`~refine_fast.models.reference.reference_model_from_state` (the file is read once)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_model: no model file at {path}")
@@ -40,7 +40,7 @@ def load_model(path: Union[str, Path], map_location: Union[str, torch.device] = 
     except ValueError as error:
         raise ValueError(f"load_model: {error}") from None
     if isinstance(blob, dict) and "model_class" not in blob and reference_class(blob) is not None:
-        model = load_reference_model(path, map_location)  # a released reference state_dict
+        model = reference_model_from_state(blob, path)  # a released reference state_dict
         model.extra = {}
         return model
     cls = _CLASSES.get(blob.get("model_class")) if isinstance(blob, dict) else None

@@ -23,7 +23,7 @@ from ..fileio import load_tensors
 from .gnns import TargetGNN, mean_pool
 
 __all__ = ["LegacyLEConv", "ReferenceMutagNet", "ReferenceBA3Net", "load_reference_model", "reference_split",
-           "load_reference_splits", "reference_class", "REFERENCE_SPLIT_SIZES", "REFERENCE_FILES"]
+           "load_reference_splits", "reference_class", "reference_model_from_state", "REFERENCE_SPLIT_SIZES", "REFERENCE_FILES"]
 
 REFERENCE_SPLIT_SIZES: Dict[str, tuple] = {"mutag": (4337, 500, 500), "ba3": (3000, 400, 400)}
 """``(graphs in file order, test, validation)`` of the reference's split of each dataset."""
@@ -123,6 +123,12 @@ def load_reference_model(path: Union[str, Path], map_location: Union[str, torch.
         state = load_tensors(path, "torch state_dict", map_location=map_location)
     except ValueError as error:
         raise ValueError(f"load_reference_model: {error}") from None
+    return reference_model_from_state(state, path)
+
+
+def reference_model_from_state(state, path: Union[str, Path]) -> TargetGNN:
+    """The released target GNN whose state_dict ``state`` was read from ``path`` (named in errors), in
+    eval mode; the architecture is recognized by the keys."""
     if not isinstance(state, dict):
         raise ValueError(f"load_reference_model: {path} holds a {type(state).__name__}, expected a state_dict")
     cls = reference_class(state)
