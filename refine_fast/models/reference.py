@@ -23,7 +23,8 @@ from ..fileio import load_tensors
 from .gnns import TargetGNN, mean_pool
 
 __all__ = ["LegacyLEConv", "ReferenceMutagNet", "ReferenceBA3Net", "load_reference_model", "reference_split",
-           "load_reference_splits", "reference_class", "reference_model_from_state", "REFERENCE_SPLIT_SIZES", "REFERENCE_FILES"]
+           "load_reference_splits", "reference_class", "reference_model_from_state", "REFERENCE_SPLIT_SIZES",
+           "REFERENCE_FILES"]
 
 REFERENCE_SPLIT_SIZES: Dict[str, tuple] = {"mutag": (4337, 500, 500), "ba3": (3000, 400, 400)}
 """``(graphs in file order, test, validation)`` of the reference's split of each dataset."""
