@@ -484,3 +484,15 @@ def test_padded_explanation_subgraph_equals_the_unpadded_one():
         assert torch.equal(padded.x[:n], plain.x) and torch.equal(padded.batch[:n], plain.batch)
         assert torch.equal(padded.edge_index, plain.edge_index) and torch.equal(padded.edges, plain.edges)
         assert (padded.batch[n:] == b.num_graphs).all() and not padded.x[n:].any()
+
+
+def test_fine_tune_batch_refuses_a_graph_without_edges(refine64):
+    """Its per-graph regularizer divides by the edge count: an edgeless graph must be an error, not NaN."""
+    from refine_fast.explain.fine_tune import fine_tune_batch
+    refine, test = refine64
+    graphs = list(test[:3])
+    graphs.insert(1, Data(x=torch.rand(4, 4, dtype=torch.float64), edge_index=torch.zeros(2, 0, dtype=torch.long)))
+    probs = torch.full((4, 3), 1 / 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="graph 1 of the pack has no edges"):
+        fine_tune_batch(refine.attributors, refine.target, GraphPack(graphs), torch.arange(4),
+                        torch.zeros(4, dtype=torch.long), probs, refine.config, ratio=0.4, steps=1, lr=1e-4, seed=0)

@@ -100,6 +100,10 @@ def fine_tune_batch(attributors: StackedAttributors, target: TargetModel, pack: 
     """
     b = pack.take(index)
     B = b.num_graphs
+    empty = torch.nonzero(b.host_edge_ptr.diff() == 0).view(-1)  # host offsets: no device read
+    if empty.numel():
+        raise ValueError(f"fine_tune_batch: graph {int(index.cpu()[empty[0]])} of the pack has no edges; "
+                         f"fine_tune skips such graphs, fine_tune_batch expects each to have >= 1 edge")
     group_b = groups[index]
     sizes = b.host_node_ptr.diff().tolist()
     max_buckets = GPU_MAX_BUCKETS if b.x.device.type == "cuda" else MAX_BUCKETS
