@@ -21,16 +21,14 @@ def accepts_edge_attr(model: torch.nn.Module) -> bool:
 
 
 def model_kwargs(model: torch.nn.Module, edge_attr: Optional[Tensor], batch: Tensor,
-                 use_edge_attr: Optional[bool] = None, num_graphs: Optional[int] = None) -> dict:
-    """Keyword arguments of ``model(x, edge_index, **kw)``: ``batch``, ``edge_attr`` when the graphs
-    have it and the model takes it (``use_edge_attr``, default :func:`accepts_edge_attr`), and
-    ``num_graphs`` when the model's ``forward`` takes it (so that its pooling need not read
-    ``batch.max()`` from the device, as refine_fast's own models do)."""
+                 use_edge_attr: Optional[bool] = None) -> dict:
+    """Keyword arguments of ``model(x, edge_index, **kw)``: ``batch``, and ``edge_attr`` when the graphs
+    have it and the model takes it (``use_edge_attr``, default :func:`accepts_edge_attr`).
+    (:class:`TargetModel` also passes ``num_graphs`` to a model whose ``forward`` takes it, so that its
+    pooling need not read ``batch.max()`` from the device, as refine_fast's own models do.)"""
     kw = {"batch": batch}
     if edge_attr is not None and (accepts_edge_attr(model) if use_edge_attr is None else use_edge_attr):
         kw["edge_attr"] = edge_attr
-    if num_graphs is not None and _takes(model.forward, "num_graphs"):
-        kw["num_graphs"] = num_graphs
     return kw
 
 
