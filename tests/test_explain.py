@@ -126,6 +126,38 @@ def test_config_presets_and_overrides():
         ReFineConfig.for_dataset("cora")
 
 
+def test_ba3_preset_takes_the_reference_batch_norm_and_can_be_turned_off():
+    from refine_fast.explain.config import BA3_REFERENCE
+    ba3 = ReFineConfig.for_dataset("ba3")
+    assert all(getattr(ba3, k) == v for k, v in BA3_REFERENCE.items())
+    assert ba3.pretrain_norm == "reference" and ba3.explain_norm == "graph" and ba3.bias_init == "uniform"
+    assert ReFineConfig.for_dataset("ba3", pretrain_norm="batch").pretrain_norm == "batch"
+    for other in ("mutag", "mnist", "vg"):  # the other presets keep the defaults
+        c = ReFineConfig.for_dataset(other)
+        assert (c.pretrain_norm, c.explain_norm, c.bias_init) == ("batch", "running", "zeros")
+    with pytest.raises(ValueError, match="pretrain_norm"):
+        ReFineConfig(pretrain_norm="all")
+    with pytest.raises(ValueError, match="bias_init"):
+        ReFineConfig(bias_init="normal")
+
+
+def test_bias_init():
+    from refine_fast.explain.attributor import StackedAttributors
+    zeros = StackedAttributors(3, 4, 2, hidden=8, seed=5)
+    uniform = StackedAttributors(3, 4, 2, hidden=8, seed=5, bias_init="uniform")
+    again = StackedAttributors(3, 4, 2, hidden=8, seed=5, bias_init="uniform")
+    for name, fan_in in (("lin_bias", 4), ("head_bias", 2 * 8 + 2), ("out_bias", 8)):
+        b = getattr(uniform, name)
+        assert torch.equal(getattr(zeros, name), torch.zeros_like(b))
+        assert torch.equal(b, getattr(again, name))  # seeded
+        assert b.abs().max() <= fan_in ** -0.5 and b.abs().min() > 0 and b[0].ne(b[1]).all()
+    for name in ("lin_weight", "head_weight", "conv0_weight", "out_weight"):  # weights: the same draws
+        assert torch.equal(getattr(zeros, name), getattr(uniform, name))
+    assert uniform.conv0_bias.abs().max() == 0 and uniform.bn0_bias.abs().max() == 0
+    with pytest.raises(ValueError, match="bias_init"):
+        StackedAttributors(3, 4, bias_init="torch")
+
+
 def test_pack_take_matches_pyg_batch():
     graphs = make_dataset(7, edge_dim=2)
     pack = GraphPack(graphs, graph_ids=[10 * i for i in range(7)])

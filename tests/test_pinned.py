@@ -23,7 +23,7 @@ CONFIG = dict(hidden=8, num_layers=2, epochs=2, lr=1e-2, ratio=0.4, gamma=0.5, t
               batch_size=4, size_coef=1e-4, entropy_coef=1e-2, fine_tune_lr=1e-2, fine_tune_steps=3,
               class_wise=True, fidelity="log", reduction="mean", contrastive="infonce",
               representation="attributor", log2_noise=False, mask_sigmoid=False, explain_norm="running",
-              train_on="all")
+              train_on="all", pretrain_norm="batch", bias_init="zeros")
 
 
 class GCN(torch.nn.Module):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,9 +11,10 @@ from torch import Tensor, nn
 from ..nn.edge_score_mlp import edge_mlp
 from .propagate import Propagation, propagate
 
-__all__ = ["StackedAttributors", "encode", "score"]
+__all__ = ["StackedAttributors", "encode", "encode_reference_norm", "score"]
 
 Params = Dict[str, Tensor]
+BIAS_INIT = ("zeros", "uniform")
 
 
 class StackedAttributors(nn.Module):
@@ -32,8 +33,11 @@ class StackedAttributors(nn.Module):
     """
 
     def __init__(self, groups: int, node_dim: int, edge_dim: int = 0, hidden: int = 50,
-                 num_layers: int = 2, seed: Optional[int] = None):
+                 num_layers: int = 2, seed: Optional[int] = None, bias_init: str = "zeros"):
         super().__init__()
+        if bias_init not in BIAS_INIT:
+            raise ValueError(f"StackedAttributors: bias_init must be one of {BIAS_INIT}, got {bias_init!r}")
+        self.bias_init = bias_init
         for name, v, lo in (("groups", groups, 1), ("node_dim", node_dim, 1), ("edge_dim", edge_dim, 0),
                             ("hidden", hidden, 1), ("num_layers", num_layers, 1)):
             if int(v) < lo:
@@ -56,7 +60,9 @@ class StackedAttributors(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, seed: Optional[int] = None):
-        """Xavier-uniform weights (each group drawn independently), zero biases, identity batch norm."""
+        """Xavier-uniform weights (each group drawn independently), identity batch norm, and biases by
+        ``bias_init``: ``'zeros'``, or ``'uniform'`` — U(±1/√fan_in) for the node and edge-head linears, as
+        ``torch.nn.Linear`` draws them (the reference's attributors; its ARMA biases start at 0 here too)."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         H = self.hidden
 
@@ -77,8 +83,12 @@ class StackedAttributors(nn.Module):
         if self.head_edge_weight is not None:
             xavier(self.head_edge_weight, fan_in, H)
         xavier(self.out_weight, H, 1)
-        for b in (self.lin_bias, self.head_bias, self.out_bias):
-            b.zero_()
+        for b, fan_in in ((self.lin_bias, self.node_dim), (self.head_bias, fan_in), (self.out_bias, H)):
+            if self.bias_init == "uniform":
+                bound = 1.0 / math.sqrt(fan_in)
+                b.copy_(torch.rand(b.shape, generator=gen, dtype=torch.float64) * 2 * bound - bound)
+            else:
+                b.zero_()
 
     def params(self) -> Params:
         return dict(self.named_parameters())
@@ -109,6 +119,59 @@ def encode(p: Params, stats: Params, x: Tensor, edge_index: Tensor, norm, nodes,
         h = F.relu(agg + hw_root)  # conv act; ReLU∘ReLU = ReLU
         h = nodes.batch_norm(h, p[f"bn{layer}_weight"], p[f"bn{layer}_bias"],
                              stats[f"bn{layer}_mean"], stats[f"bn{layer}_var"], bn_mode)
+        layer += 1
+    return h
+
+
+def encode_reference_norm(p: Params, stats: Params, x: Tensor, edge_index: Tensor, norm, nodes,
+                          graph_bounds: Sequence[int], node_graph: Tensor, momentum: float = 0.1,
+                          eps: float = 1e-5) -> Tensor:
+    """Node embeddings ``z [N, H]`` in pre-training with the reference code's batch norm
+    (``ReFineConfig.pretrain_norm='reference'``).
+
+    The reference scores graph i by running its class's attributor on *every* node of the batch with only
+    graph i's edges, so the batch statistics it normalizes graph i with come from N rows: its own, and all
+    other nodes as if they had no edges. A feature that edges switch on is then divided by a small
+    deviation and amplified. Here: one edge-free pass per attributor over all N rows, and per-graph
+    statistics from sums over those rows with the graph's own rows swapped in. The edge-free rows feed the
+    next layer normalized with the mean of their group's statistics (the reference: graph i's; they differ
+    by O(n_i / N)); the running statistics track that mean.
+
+    ``nodes``: the rows grouped by attributor (:class:`.grouped.GroupSlices`); ``graph_bounds`` (``G+1``
+    host ints): the graphs of each group, in order; ``node_graph [N]``: each row's graph in the batch.
+    """
+    H, N = p["lin_bias"].size(-1), x.size(0)
+    h = F.relu(nodes.linear(x, p["lin_weight"], p["lin_bias"]))
+    free = {g: F.relu(x @ p["lin_weight"][g] + p["lin_bias"][g]) for g, _, _ in nodes.spans}
+    layer = 0
+    while f"conv{layer}_weight" in p:
+        weight, bias = p[f"conv{layer}_weight"], p[f"conv{layer}_bias"]
+        hw_prop, hw_root = nodes.linear(h, weight, F.pad(bias, (H, 0))).split(H, dim=1)
+        agg = norm(hw_prop) if isinstance(norm, Propagation) else propagate(hw_prop, edge_index, norm)
+        h_groups = F.relu(agg + hw_root).split(nodes.sizes)
+        gamma, beta = p[f"bn{layer}_weight"], p[f"bn{layer}_bias"]
+        running_mean, running_var = stats[f"bn{layer}_mean"], stats[f"bn{layer}_var"]
+        parts = []
+        for g, s, e in nodes.spans:
+            c = F.relu(free[g] @ weight[g][:, H:] + bias[g])  # [N, H]: every row without edges
+            g0, g1 = graph_bounds[g], graph_bounds[g + 1]
+            graph = node_graph[s:e] - g0
+            own, own_free = h_groups[g], c[s:e]
+
+            def per_graph(v: Tensor) -> Tensor:
+                return v.new_zeros(g1 - g0, H).index_add(0, graph, v)
+
+            mean = (c.sum(0) + per_graph(own) - per_graph(own_free)) / N  # [graphs of g, H]
+            sq = (c.square().sum(0) + per_graph(own.square()) - per_graph(own_free.square())) / N
+            var = (sq - mean.square()).clamp_min(0)
+            scale = gamma[g] * torch.rsqrt(var + eps)
+            parts.append((own - mean[graph]) * scale[graph] + beta[g])
+            mean_g, var_g = mean.mean(0), var.mean(0)
+            free[g] = (c - mean_g) * (gamma[g] * torch.rsqrt(var_g + eps)) + beta[g]
+            with torch.no_grad():
+                running_mean[g].lerp_(mean_g.detach(), momentum)
+                running_var[g].lerp_(var_g.detach() * (N / max(N - 1, 1)), momentum)
+        h = parts[0] if len(parts) == 1 else torch.cat(parts)
         layer += 1
     return h
 

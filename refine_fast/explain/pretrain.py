@@ -9,11 +9,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..ops import concrete_sample, segment_select
-from .attributor import StackedAttributors, encode, score
+from .attributor import StackedAttributors, encode, encode_reference_norm, score
 from .config import ReFineConfig
 from .grouped import GroupSlices
 from .losses import contrastive_loss, fidelity_loss, mask_entropy
-from .packing import GraphPack
+from .packing import GraphPack, _ranges
 from .propagate import gcn_norm
 from .subgraph import explanation_subgraph, subgraph_slots
 from .target import TargetModel
@@ -54,6 +54,28 @@ class Shard:
         return h
 
 
+def _reference_norm_encode(p, stats, pack: GraphPack, index: Tensor, groups: Tensor, mine: Tensor, b,
+                           G: int, dtype: torch.dtype) -> Tensor:
+    """Node embeddings of the graphs ``mine`` (batch ``b``) with ``pretrain_norm='reference'``, whose
+    statistics span every node of the batch ``index``: one process encodes the whole batch; with several,
+    each encodes the whole batch (the same values on every rank) and keeps the rows of its graphs."""
+    ordered = index[torch.argsort(groups[index], stable=True)]
+    full = b if torch.equal(ordered, mine) else pack.take(ordered)
+    group = groups[ordered]
+    nodes = GroupSlices(_bounds(group, full.host_node_ptr.diff(), G))
+    norm = gcn_norm(full.edge_index, full.num_nodes, dtype=dtype)
+    z = encode_reference_norm(p, stats, full.x.to(dtype), full.edge_index, norm, nodes,
+                              _bounds(group, torch.ones_like(group), G), full.batch)
+    if full is b:
+        return z
+    where = torch.full((len(pack),), -1, dtype=torch.long)
+    where[ordered] = torch.arange(ordered.numel())
+    position = where[mine]
+    count = full.host_node_ptr.diff()[position]
+    rows, _ = _ranges(full.host_node_ptr[position], count, int(count.sum()))
+    return z.index_select(0, rows.to(z.device))
+
+
 def pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: GraphPack, index: Tensor,
                   groups: Tensor, classes: Tensor, probs: Tensor, config: ReFineConfig, seed: int, step: int,
                   bn_mode: str = "train", shard: Optional[Shard] = None) -> Dict[str, Tensor]:
@@ -77,7 +99,11 @@ def pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: Gr
 
     nodes = shard.slices(_bounds(groups[mine], b.host_node_ptr.diff(), G))
     edges = GroupSlices(_bounds(groups[mine], b.host_edge_ptr.diff(), G))
-    z = encode(p, stats, b.x.to(dtype), b.edge_index, gcn_norm(b.edge_index, b.num_nodes, dtype=dtype), nodes, bn_mode)
+    if bn_mode == "train" and config.pretrain_norm == "reference":
+        z = _reference_norm_encode(p, stats, pack, index, groups, mine, b, G, dtype)
+    else:
+        z = encode(p, stats, b.x.to(dtype), b.edge_index, gcn_norm(b.edge_index, b.num_nodes, dtype=dtype),
+                   nodes, bn_mode)
     alpha = score(p, z, b.edge_index, b.edge_attr, nodes, edges, group_b[b.edge_batch])
     scale = LN2 if config.log2_noise else 1.0  # σ((L/ln2 + α)/β) = σ((L + α·ln2)/(β·ln2))
     m = concrete_sample(alpha * scale, b.key, seed, step, config.temperature * scale)

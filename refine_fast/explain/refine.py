@@ -72,7 +72,7 @@ class ReFine:
         self.target = TargetModel(model, use_edge_attr)
         groups = self.num_classes if self.config.class_wise else 1
         self.attributors = StackedAttributors(groups, node_dim, edge_dim, self.config.hidden,
-                                              self.config.num_layers, seed=seed)
+                                              self.config.num_layers, seed=seed, bias_init=self.config.bias_init)
         self.attributors.eval()
 
     @property
