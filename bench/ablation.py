@@ -65,9 +65,11 @@ ROWS = {  # name: (config options, fine-tuning options)
     "defaults_ct": ({"gamma": 0.0}, {}),
     "defaults_top": ({}, TOP),
     "defaults-ba3_preset": (NO_BA3_PRESET, {}),
+    "defaults_infonce": ({"contrastive": "infonce", "representation": "auto"}, {}),
 }
 """``defaults`` is the dataset's preset (:meth:`refine_fast.ReFineConfig.for_dataset`); on BA-3motif it
-includes :data:`~refine_fast.explain.config.BA3_REFERENCE`, which ``defaults-ba3_preset`` leaves out."""
+includes :data:`~refine_fast.explain.config.BA3_REFERENCE`, which ``defaults-ba3_preset`` leaves out;
+``defaults_infonce``: the defaults' contrastive term instead of Eq. 8 (BA-3motif's preset takes Eq. 8)."""
 
 
 def run_row(bundle, graphs, row: str, seed: int) -> dict:
