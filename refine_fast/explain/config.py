@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Dict
 
 from ..validation import POSITIVE, RATIO, Spec
+from .attributor import BIAS_INIT
 
 __all__ = ["ReFineConfig", "FIELDS"]
 
@@ -15,7 +16,7 @@ CHOICES = {
     "representation": ("auto", "target", "attributor"),
     "explain_norm": ("running", "graph"),
     "pretrain_norm": ("batch", "reference"),
-    "bias_init": ("zeros", "uniform"),
+    "bias_init": BIAS_INIT,
     "train_on": ("all", "correct"),
 }
 
@@ -42,8 +43,8 @@ FIELDS: Dict[str, Spec] = {
 a field without an entry is refused."""
 
 LEGACY = {"fidelity": "log", "reduction": "mean", "contrastive": "infonce", "representation": "attributor",
-          "log2_noise": False, "mask_sigmoid": False, "explain_norm": "running", "train_on": "all", "pretrain_norm": "batch",
-          "bias_init": "zeros"}
+          "log2_noise": False, "mask_sigmoid": False, "explain_norm": "running", "train_on": "all",
+          "pretrain_norm": "batch", "bias_init": "zeros"}
 """What refine_fast did before these options existed: the values an older explainer file is read with."""
 
 
@@ -85,8 +86,9 @@ class ReFineConfig:
       in pre-training, those of the graphs each attributor scores (``'batch'``, default) or the reference
       code's (``'reference'``: every node of the batch, each graph with only its own edges — it amplifies
       the features that edges switch on); ``bias_init``: the attributors' linear biases start at
-      ``'zeros'`` (default) or ``'uniform'`` (``torch.nn.Linear``'s draw, the reference's); ``train_on``: pre-train on ``'all'``
-      graphs (default) or only the correctly predicted ones (``'correct'``, the reference; needs ``y``).
+      ``'zeros'`` (default) or ``'uniform'`` (``torch.nn.Linear``'s draw, the reference's); ``train_on``:
+      pre-train on ``'all'`` graphs (default) or only the correctly predicted ones (``'correct'``, the
+      reference; needs ``y``).
     The measured effect of each option: docs/reproducing.md ("Faithfulness to the reference
     implementation"), ``bench/ablation.py``.
     """

@@ -55,12 +55,13 @@ class Shard:
 
 
 def _reference_norm_encode(p, stats, pack: GraphPack, index: Tensor, groups: Tensor, mine: Tensor, b,
-                           G: int, dtype: torch.dtype) -> Tensor:
+                           G: int, dtype: torch.dtype, whole: bool) -> Tensor:
     """Node embeddings of the graphs ``mine`` (batch ``b``) with ``pretrain_norm='reference'``, whose
-    statistics span every node of the batch ``index``: one process encodes the whole batch; with several,
-    each encodes the whole batch (the same values on every rank) and keeps the rows of its graphs."""
-    ordered = index[torch.argsort(groups[index], stable=True)]
-    full = b if torch.equal(ordered, mine) else pack.take(ordered)
+    statistics span every node of the batch ``index``. ``whole``: this process holds the whole batch
+    (``mine`` is ``index`` sorted by group); otherwise each process encodes the whole batch (the same
+    values on every rank) and keeps the rows of its graphs."""
+    ordered = mine if whole else index[torch.argsort(groups[index], stable=True)]
+    full = b if whole else pack.take(ordered)
     group = groups[ordered]
     nodes = GroupSlices(_bounds(group, full.host_node_ptr.diff(), G))
     norm = gcn_norm(full.edge_index, full.num_nodes, dtype=dtype)
@@ -100,7 +101,7 @@ def pretrain_loss(attributors: StackedAttributors, target: TargetModel, pack: Gr
     nodes = shard.slices(_bounds(groups[mine], b.host_node_ptr.diff(), G))
     edges = GroupSlices(_bounds(groups[mine], b.host_edge_ptr.diff(), G))
     if bn_mode == "train" and config.pretrain_norm == "reference":
-        z = _reference_norm_encode(p, stats, pack, index, groups, mine, b, G, dtype)
+        z = _reference_norm_encode(p, stats, pack, index, groups, mine, b, G, dtype, whole=shard.world == 1)
     else:
         z = encode(p, stats, b.x.to(dtype), b.edge_index, gcn_norm(b.edge_index, b.num_nodes, dtype=dtype),
                    nodes, bn_mode)
