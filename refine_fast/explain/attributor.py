@@ -165,7 +165,9 @@ def encode_reference_norm(p: Params, stats: Params, x: Tensor, edge_index: Tenso
             sq = (c.square().sum(0) + per_graph(own.square()) - per_graph(own_free.square())) / N
             var = (sq - mean.square()).clamp_min(0)
             scale = gamma[g] * torch.rsqrt(var + eps)
-            parts.append((own - mean[graph]) * scale[graph] + beta[g])
+            # index_select, not mean[graph]: the backward of tensor indexing accumulates with CPU atomics
+            # across threads (order-dependent sums); index_select's backward adds row by row
+            parts.append((own - mean.index_select(0, graph)) * scale.index_select(0, graph) + beta[g])
             mean_g, var_g = mean.mean(0), var.mean(0)
             free[g] = (c - mean_g) * (gamma[g] * torch.rsqrt(var_g + eps)) + beta[g]
             with torch.no_grad():

@@ -99,13 +99,14 @@ class SyncedGroupSlices(GroupSlices):
         total = all_reduce_sum(local, self.group)
         n = total[:, -1:]                                               # [G, 1] rows of each group, all ranks
         mu = total[:, :-1] / n.clamp_min(1)
-        sq = h.new_zeros(G, h.size(1)).index_add(0, row_group, (h - mu[row_group]).square())
+        sq = h.new_zeros(G, h.size(1)).index_add(0, row_group, (h - mu.index_select(0, row_group)).square())
         biased = all_reduce_sum(sq, self.group) / n.clamp_min(1)
         use_batch = n > 1                                               # a single row uses running statistics
         m = torch.where(use_batch, mu, mean)
         v = torch.where(use_batch, biased, var)
         scale = weight * torch.rsqrt(v + eps)
-        out = (h - m[row_group]) * scale[row_group] + bias[row_group]
+        # index_select, not m[row_group]: see encode_reference_norm
+        out = (h - m.index_select(0, row_group)) * scale.index_select(0, row_group) + bias.index_select(0, row_group)
         if mode == "train":
             with torch.no_grad():
                 unbiased = biased * n / (n - 1).clamp_min(1)

@@ -25,7 +25,7 @@ def gcn_norm(edge_index: Tensor, num_nodes: int, edge_weight: Optional[Tensor] =
     deg = edge_weight.new_zeros(num_nodes).index_add(0, dst, edge_weight)
     positive = deg > 0
     inv = torch.where(positive, deg, torch.ones_like(deg)).rsqrt() * positive  # no inf/NaN gradient at deg 0
-    return inv[src] * edge_weight * inv[dst]
+    return inv.index_select(0, src) * edge_weight * inv.index_select(0, dst)  # not inv[src]: tests/test_run_to_run.py
 
 
 def propagate(h: Tensor, edge_index: Tensor, norm: Tensor) -> Tensor:
