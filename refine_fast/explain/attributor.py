@@ -142,7 +142,7 @@ def encode_reference_norm(p: Params, stats: Params, x: Tensor, edge_index: Tenso
     """
     H, N = p["lin_bias"].size(-1), x.size(0)
     h = F.relu(nodes.linear(x, p["lin_weight"], p["lin_bias"]))
-    free = {g: F.relu(x @ p["lin_weight"][g] + p["lin_bias"][g]) for g, _, _ in nodes.spans}
+    free = {g: F.relu(torch.addmm(p["lin_bias"][g], x, p["lin_weight"][g])) for g, _, _ in nodes.spans}
     layer = 0
     while f"conv{layer}_weight" in p:
         weight, bias = p[f"conv{layer}_weight"], p[f"conv{layer}_bias"]
@@ -151,9 +151,10 @@ def encode_reference_norm(p: Params, stats: Params, x: Tensor, edge_index: Tenso
         h_groups = F.relu(agg + hw_root).split(nodes.sizes)
         gamma, beta = p[f"bn{layer}_weight"], p[f"bn{layer}_bias"]
         running_mean, running_var = stats[f"bn{layer}_mean"], stats[f"bn{layer}_var"]
+        last = f"conv{layer + 1}_weight" not in p
         parts = []
         for g, s, e in nodes.spans:
-            c = F.relu(free[g] @ weight[g][:, H:] + bias[g])  # [N, H]: every row without edges
+            c = F.relu(torch.addmm(bias[g], free[g], weight[g][:, H:]))  # [N, H]: every row without edges
             g0, g1 = graph_bounds[g], graph_bounds[g + 1]
             graph = node_graph[s:e] - g0
             own, own_free = h_groups[g], c[s:e]
@@ -161,15 +162,16 @@ def encode_reference_norm(p: Params, stats: Params, x: Tensor, edge_index: Tenso
             def per_graph(v: Tensor) -> Tensor:
                 return v.new_zeros(g1 - g0, H).index_add(0, graph, v)
 
-            mean = (c.sum(0) + per_graph(own) - per_graph(own_free)) / N  # [graphs of g, H]
-            sq = (c.square().sum(0) + per_graph(own.square()) - per_graph(own_free.square())) / N
+            mean = (c.sum(0) + per_graph(own - own_free)) / N  # [graphs of g, H]
+            sq = (c.square().sum(0) + per_graph(own.square() - own_free.square())) / N
             var = (sq - mean.square()).clamp_min(0)
             scale = gamma[g] * torch.rsqrt(var + eps)
             # index_select, not mean[graph]: the backward of tensor indexing accumulates with CPU atomics
             # across threads (order-dependent sums); index_select's backward adds row by row
             parts.append((own - mean.index_select(0, graph)) * scale.index_select(0, graph) + beta[g])
             mean_g, var_g = mean.mean(0), var.mean(0)
-            free[g] = (c - mean_g) * (gamma[g] * torch.rsqrt(var_g + eps)) + beta[g]
+            if not last:  # the last layer's edge-free rows feed nothing
+                free[g] = (c - mean_g) * (gamma[g] * torch.rsqrt(var_g + eps)) + beta[g]
             with torch.no_grad():
                 running_mean[g].lerp_(mean_g.detach(), momentum)
                 running_var[g].lerp_(var_g.detach() * (N / max(N - 1, 1)), momentum)

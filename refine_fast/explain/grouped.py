@@ -120,6 +120,7 @@ class PaddedGroups:
 
     def __init__(self, num_groups: int, max_rows: int, rows: Optional[Tensor] = None, sizes: Optional[Tensor] = None):
         self.B, self.M, self.rows, self.sizes = int(num_groups), int(max_rows), rows, sizes
+        self._valid = None  # [B, M, 1] 1 on each group's own rows, built on the first 'graph' batch norm
 
     def linear(self, x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """``x @ weight[b] + bias[b]`` with ``weight [B, F, H]``, ``bias [B, H]``: one batched matmul."""
@@ -141,12 +142,15 @@ class PaddedGroups:
         if mode == "graph":
             if self.sizes is None:
                 raise ValueError("PaddedGroups.batch_norm: mode='graph' needs the groups' sizes")
-            valid = (torch.arange(self.M, device=h.device) < self.sizes.unsqueeze(1)).unsqueeze(2).to(h.dtype)
-            n = self.sizes.clamp_min(1).to(h.dtype).view(-1, 1, 1)
-            mean = (hb * valid).sum(1, keepdim=True) / n
-            var = ((hb - mean) * valid).square().sum(1, keepdim=True) / n
+            if self._valid is None or self._valid.dtype != h.dtype:
+                rows = torch.arange(self.M, device=h.device) < self.sizes.unsqueeze(1)
+                self._valid = rows.unsqueeze(2).to(h.dtype)
+                self._count = self.sizes.clamp_min(1).to(h.dtype).view(-1, 1, 1)
+            mean = (hb * self._valid).sum(1, keepdim=True) / self._count
+            centered = (hb - mean) * self._valid  # padding rows: 0, then the bias
+            var = centered.square().sum(1, keepdim=True) / self._count
             scale = weight.unsqueeze(1) * torch.rsqrt(var + eps)
-            return torch.addcmul(bias.unsqueeze(1) - mean * scale, hb, scale).view_as(h)
+            return torch.addcmul(bias.unsqueeze(1), centered, scale).view_as(h)
         if mode != "eval":
             raise ValueError(f"PaddedGroups.batch_norm: mode must be 'eval' or 'graph', got {mode!r}")
         scale = weight * torch.rsqrt(var + eps)
