@@ -528,3 +528,25 @@ def test_fine_tune_batch_refuses_a_graph_without_edges(refine64):
     with pytest.raises(ValueError, match="graph 1 of the pack has no edges"):
         fine_tune_batch(refine.attributors, refine.target, GraphPack(graphs), torch.arange(4),
                         torch.zeros(4, dtype=torch.long), probs, refine.config, ratio=0.4, steps=1, lr=1e-4, seed=0)
+
+
+def test_graph_norm_explains_a_one_node_graph_with_running_statistics(ba3_model):
+    """``explain_norm='graph'``: a graph of one node (a self-loop) has no spread to normalize by; it takes the
+    running statistics (its explanation equals ``'running'``'s) instead of collapsing to the bias, and the
+    graphs batched with it keep their own."""
+    gen = torch.Generator().manual_seed(0)
+    single = Data(x=torch.rand(1, 4, generator=gen), edge_index=torch.tensor([[0], [0]]))
+    other = Data(x=torch.rand(5, 4, generator=gen), edge_index=torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]]))
+    refine = ReFine(ba3_model, 3, 4, hidden=8, seed=0, explain_norm="graph")
+    with torch.no_grad():
+        for t in refine.attributors.buffers():
+            t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+    both = refine.explain([single, other], steps=3, seed=0, progress=False)
+    alone = refine.explain([other], graph_ids=[1], steps=3, seed=0, progress=False)
+    running = ReFine(ba3_model, 3, 4, hidden=8, seed=0, explain_norm="running")
+    running.attributors.load_state_dict(refine.attributors.state_dict())
+    torch.testing.assert_close(both[0], running.explain([single], steps=3, seed=0, progress=False)[0])
+    torch.testing.assert_close(both[1], alone[0])
+    refine.attributors.bn0_mean.add_(1.0)  # the one-node graph reads the running statistics, the other does not
+    shifted = refine.explain([single, other], steps=3, seed=0, progress=False)
+    assert not torch.equal(shifted[0], both[0]) and torch.equal(shifted[1], both[1])

@@ -135,7 +135,8 @@ class PaddedGroups:
                    mode: str = "eval", momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
         """Batch norm with each group's own parameters (``[B, H]`` each): ``'eval'`` uses the group's
         running statistics ``mean``/``var``; ``'graph'`` the statistics of the group's own first
-        ``sizes[b]`` rows (needs ``sizes``; padding rows do not count)."""
+        ``sizes[b]`` rows (needs ``sizes``; padding rows do not count; a group of one row has no spread and
+        uses its running statistics, as :meth:`GroupSlices.batch_norm`)."""
         if self.rows is not None:
             raise ValueError("PaddedGroups.batch_norm: expects the padded layout (rows=None)")
         hb = h.view(self.B, self.M, -1)
@@ -146,9 +147,10 @@ class PaddedGroups:
                 rows = torch.arange(self.M, device=h.device) < self.sizes.unsqueeze(1)
                 self._valid = rows.unsqueeze(2).to(h.dtype)
                 self._count = self.sizes.clamp_min(1).to(h.dtype).view(-1, 1, 1)
-            mean = (hb * self._valid).sum(1, keepdim=True) / self._count
+                self._single = (self.sizes <= 1).view(-1, 1, 1)
+            mean = torch.where(self._single, mean.unsqueeze(1), (hb * self._valid).sum(1, keepdim=True) / self._count)
             centered = (hb - mean) * self._valid  # padding rows: 0, then the bias
-            var = centered.square().sum(1, keepdim=True) / self._count
+            var = torch.where(self._single, var.unsqueeze(1), centered.square().sum(1, keepdim=True) / self._count)
             scale = weight.unsqueeze(1) * torch.rsqrt(var + eps)
             return torch.addcmul(bias.unsqueeze(1), centered, scale).view_as(h)
         if mode != "eval":
