@@ -8,9 +8,11 @@ AUROC and Recall@N against the ground truth, and the last epoch's pre-training l
 
     python bench/ablation.py --dataset ba3 --seeds 3 --out ablation.jsonl \\
         --data-root ../shared/data --reference-models ../shared/reference_models
+    python bench/ablation.py --dataset ba3 --split val --out gamma.jsonl \\
+        --rows defaults,defaults_ct,defaults_gamma0.1,defaults_gamma0.3,defaults_gamma1
     python bench/ablation.py --render ablation.jsonl
 
-Rows already in ``--out`` (same dataset, row and seed) are skipped, so a killed run resumes. One torch
+Rows already in ``--out`` (same dataset, split, row and seed) are skipped, so a killed run resumes. One torch
 thread (results are then exactly repeatable). A Mutagenicity row takes ~3 min, a BA-3motif row ~1 min on
 one core of the 2-core machine of bench/RESULTS.md.
 """
@@ -28,6 +30,7 @@ import torch
 
 from refine_fast import ReFine, ReFineConfig
 from refine_fast.evaluation import evaluate_refine
+from refine_fast.explain import attributor_edge_dim
 from refine_fast.metrics import correct_subset
 from refine_fast.explain.config import BA3_REFERENCE
 from refine_fast.tables.run import load_bundle
@@ -66,21 +69,26 @@ ROWS = {  # name: (config options, fine-tuning options)
     "defaults_top": ({}, TOP),
     "defaults-ba3_preset": (NO_BA3_PRESET, {}),
     "defaults_infonce": ({"contrastive": "infonce", "representation": "auto"}, {}),
+    "defaults_gamma0.1": ({"gamma": 0.1}, {}),
+    "defaults_gamma0.3": ({"gamma": 0.3}, {}),
+    "defaults_gamma1": ({"gamma": 1.0}, {}),
 }
 """``defaults`` is the dataset's preset (:meth:`refine_fast.ReFineConfig.for_dataset`); on BA-3motif it
 includes :data:`~refine_fast.explain.config.BA3_REFERENCE`, which ``defaults-ba3_preset`` leaves out;
-``defaults_infonce``: the defaults' contrastive term instead of Eq. 8 (BA-3motif's preset takes Eq. 8)."""
+``defaults_infonce``: the defaults' contrastive term instead of Eq. 8 (BA-3motif's preset takes Eq. 8);
+``defaults_gamma*``: the defaults with a smaller γ (the trade-off between ACC-AUC and ground-truth AUROC; run
+them with ``--split val``, so that γ is not picked on the test graphs' ground truth)."""
 
 
-def run_row(bundle, graphs, row: str, seed: int) -> dict:
+def run_row(bundle, graphs, row: str, seed: int, split: str = "test") -> dict:
     options, fine = ROWS[row]
     config = bundle.config.replace(**{**options, **({"fine_tune_lr": fine["fine_tune_lr"]} if fine else {})})
     sample = graphs[0]
-    edge_dim = 0 if sample.edge_attr is None else sample.edge_attr.size(-1)
+    edge_dim = attributor_edge_dim(0 if sample.edge_attr is None else sample.edge_attr.size(-1))  # as Table 2
     refine = ReFine(bundle.model, bundle.info["num_classes"], sample.x.size(1), edge_dim, config=config, seed=seed)
     start = time.perf_counter()
     history = refine.pretrain(bundle.train, seed=seed, val_dataset=bundle.val, progress=False)
-    result = {"dataset": bundle.name, "row": row, "seed": seed, "config": config.to_dict(),
+    result = {"dataset": bundle.name, "split": split, "row": row, "seed": seed, "config": config.to_dict(),
               "select": fine.get("select", "sample"), "last": {k: v[-1] for k, v in history.items()},
               "pretrain_s": round(time.perf_counter() - start, 1), "graphs": len(graphs)}
     n = bundle.recall_n or 5
@@ -103,11 +111,12 @@ def render(path: Path) -> str:
         return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
     out = []
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        out += [f"\n{dataset}\n", "| row | seeds | ReFine-FT ACC-AUC | ReFine ACC-AUC | edge AUROC FT | edge AUROC "
+    for dataset, split in dict.fromkeys((r["dataset"], r.get("split", "test")) for r in rows):
+        out += [f"\n{dataset} ({split} graphs)\n", "| row | seeds | ReFine-FT ACC-AUC | ReFine ACC-AUC | edge AUROC FT | edge AUROC "
                 "ReFine | Recall@N ReFine | fidelity | size | entropy | contrastive |", "|" + " --- |" * 11]
         for row in ROWS:
-            rs = sorted((r for r in rows if r["dataset"] == dataset and r["row"] == row), key=lambda r: r["seed"])
+            rs = sorted((r for r in rows if r["dataset"] == dataset and r.get("split", "test") == split
+                         and r["row"] == row), key=lambda r: r["seed"])
             if not rs:
                 continue
             recall = [next((v for k, v in r["ReFine"].items() if k.startswith("recall@")), None) for r in rs]
@@ -128,6 +137,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--reference-models", default="../shared/reference_models")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="explain the correctly predicted graphs of this split (default: test)")
     parser.add_argument("--out", default="ablation.jsonl", help="JSON lines, appended")
     parser.add_argument("--render", metavar="JSONL", help="print the Markdown table of a finished run and exit")
     args = parser.parse_args(argv)
@@ -141,17 +152,19 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     bundle = load_bundle(args.dataset, args.data_root, None, Path("."), args.cache_dir, False, args.reference_models)
     bundle.info["num_classes"] = {"ba3": 3, "mutag": 2}[args.dataset]
-    index, _ = correct_subset(bundle.model, bundle.test)
-    graphs = [bundle.test[i] for i in index.tolist()]
+    split = bundle.test if args.split == "test" else bundle.val
+    index, _ = correct_subset(bundle.model, split)
+    graphs = [split[i] for i in index.tolist()]
     out = Path(args.out)
     done = set()
     if out.is_file():
-        done = {(r["dataset"], r["row"], r["seed"]) for r in map(json.loads, out.read_text().splitlines()) if r}
+        done = {(r["dataset"], r.get("split", "test"), r["row"], r["seed"])
+                for r in map(json.loads, out.read_text().splitlines()) if r}
     for seed in range(args.seeds):
         for row in rows:
-            if (args.dataset, row, seed) in done:
+            if (args.dataset, args.split, row, seed) in done:
                 continue
-            result = run_row(bundle, graphs, row, seed)
+            result = run_row(bundle, graphs, row, seed, args.split)
             with out.open("a") as f:
                 f.write(json.dumps(result) + "\n")
             print(f"{args.dataset} {row} seed {seed}: ReFine-FT {result['FT']['acc_auc']:.3f} "
