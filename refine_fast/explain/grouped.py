@@ -120,7 +120,9 @@ class PaddedGroups:
 
     def __init__(self, num_groups: int, max_rows: int, rows: Optional[Tensor] = None, sizes: Optional[Tensor] = None):
         self.B, self.M, self.rows, self.sizes = int(num_groups), int(max_rows), rows, sizes
-        self._valid = None  # [B, M, 1] 1 on each group's own rows, built on the first 'graph' batch norm
+        # built on the first 'graph' batch norm: [B, M, 1] 1 on each group's own rows, [B, 1, 1] row counts
+        # (at least 1), [B, 1, 1] groups of one row
+        self._valid = self._count = self._single = None
 
     def linear(self, x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         """``x @ weight[b] + bias[b]`` with ``weight [B, F, H]``, ``bias [B, H]``: one batched matmul."""
