@@ -21,11 +21,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ("preset", "without_ba3_reference")
 
 
-def measure(repo: str, config: str, threads: int, cache: str | None) -> dict:
-    """One measurement in this process (refine_fast from ``sys.path``)."""
+def measure(repo: str, overrides: dict, threads: int, cache: str | None) -> dict:
+    """One measurement in this process (refine_fast from ``sys.path``): BA-3motif's preset with
+    ``overrides``."""
     import time
 
     import refine_fast  # before torch: passive OpenMP waits on a busy machine
@@ -33,7 +33,6 @@ def measure(repo: str, config: str, threads: int, cache: str | None) -> dict:
 
     from refine_fast import ReFine, ReFineConfig
     from refine_fast.datasets import BA3Motif, default_cache_dir
-    from refine_fast.explain.config import BA3_REFERENCE
     from refine_fast.models import BA3MotifNet
 
     if not Path(refine_fast.__file__).resolve().is_relative_to(Path(repo).resolve()):
@@ -43,10 +42,7 @@ def measure(repo: str, config: str, threads: int, cache: str | None) -> dict:
     train, test = list(train), list(test)
     torch.manual_seed(0)
     model = BA3MotifNet().eval()
-    config_ = ReFineConfig.for_dataset("ba3")
-    if config == "without_ba3_reference":
-        config_ = config_.replace(**{k: getattr(ReFineConfig(), k) for k in BA3_REFERENCE})
-    refine = ReFine(model, 3, 4, config=config_, seed=0)
+    refine = ReFine(model, 3, 4, config=ReFineConfig.for_dataset("ba3", **overrides), seed=0)
     refine.pretrain(train[:256], epochs=1, progress=False)  # warm-up
     start = time.perf_counter()
     refine.pretrain(train, epochs=1, progress=False)
@@ -64,18 +60,21 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--before", type=Path, default=None, help="another refine_fast checkout to compare")
     parser.add_argument("--cache", default=None, help="dataset cache (default: refine_fast's)")
-    parser.add_argument("--measure", nargs=2, metavar=("REPO", "CONFIG"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=2, metavar=("REPO", "OVERRIDES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
-        repo, config = args.measure
+        repo, overrides = args.measure
         sys.path.insert(0, repo)
-        print(json.dumps(measure(repo, config, args.threads, args.cache)))
+        print(json.dumps(measure(repo, json.loads(overrides), args.threads, args.cache)))
         return 0
+    from ablation import NO_BA3_PRESET  # the preset without BA3_REFERENCE, as the ablation's row
+    configs = {"preset": {}, "without_ba3_reference": NO_BA3_PRESET}
     repos = [REPO] + ([args.before.resolve()] if args.before else [])
-    runs = {(str(r), c): [] for r in repos for c in CONFIGS}
+    runs = {(str(r), c): [] for r in repos for c in configs}
     for _ in range(args.rounds):
         for repo, config in runs:
-            cmd = [sys.executable, __file__, "--measure", repo, config, "--threads", str(args.threads)]
+            cmd = [sys.executable, __file__, "--measure", repo, json.dumps(configs[config]), "--threads",
+                   str(args.threads)]
             cmd += ["--cache", args.cache] if args.cache else []
             out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                                  env={**os.environ, "PYTHONPATH": repo}).stdout

@@ -18,17 +18,17 @@ from refine_fast.explain.distributed import SyncedGroupSlices
 from refine_fast.explain.target import TargetModel
 from refine_fast.models import BA3MotifNet, MNISTSuperpixelNet, MutagenicityNet, ReferenceBA3Net, ReferenceMutagNet
 
-ACCUMULATING = {"index_put": 1, "index_put_": 1, "_index_put_impl_": 1, "put": 1, "put_": 1}
-"""Ops that can add into repeated rows with CPU atomics, and where their indices are among the arguments."""
+ACCUMULATING = {"index_put", "index_put_", "_index_put_impl_", "put", "put_"}
+"""Ops that can add into repeated rows with CPU atomics (indices: their second argument)."""
 
-PRETRAIN_FORMS = {
-    "defaults": {},
-    "ba3_preset": None,  # ReFineConfig.for_dataset("ba3") as it is
-    "preset_batch_norm": {"pretrain_norm": "batch"},
-    "preset_infonce_target": {"contrastive": "infonce", "representation": "target"},
-    "reference_contrastive": {"contrastive": "reference"},
-    "mean_log": {"reduction": "mean", "fidelity": "log"},
-    "no_contrastive": {"gamma": 0.0},
+PRETRAIN_FORMS = {  # name: (preset of ReFineConfig.for_dataset or None for the defaults, overrides)
+    "defaults": (None, {}),
+    "ba3_preset": ("ba3", {}),
+    "preset_batch_norm": ("ba3", {"pretrain_norm": "batch"}),
+    "preset_infonce_target": ("ba3", {"contrastive": "infonce", "representation": "target"}),
+    "reference_contrastive": ("ba3", {"contrastive": "reference"}),
+    "mean_log": ("ba3", {"reduction": "mean", "fidelity": "log"}),
+    "no_contrastive": ("ba3", {"gamma": 0.0}),
 }
 
 
@@ -44,8 +44,7 @@ class AtomicAccumulations(TorchDispatchMode):
         name = func.overloadpacket.__name__
         if name in ACCUMULATING and args[0].device.type == "cpu":
             accumulate = kwargs.get("accumulate", args[3] if len(args) > 3 else False)
-            indices = args[ACCUMULATING[name]]
-            indices = indices if isinstance(indices, (list, tuple)) else [indices]
+            indices = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
             if accumulate and any(i is not None and i.dtype != torch.bool for i in indices):
                 self.calls.append(name)
         return func(*args, **kwargs)
@@ -67,10 +66,8 @@ def test_the_mode_sees_an_atomic_accumulation():
 
 @pytest.mark.parametrize("form", list(PRETRAIN_FORMS))
 def test_pretraining_step_adds_no_rows_with_atomics(ba3_small, ba3_model, single_thread, form):
-    config = ReFineConfig.for_dataset("ba3", hidden=16) if PRETRAIN_FORMS[form] is None else \
-        ReFineConfig.for_dataset("ba3", hidden=16, **PRETRAIN_FORMS[form])
-    if form == "defaults":
-        config = ReFineConfig(hidden=16)
+    preset, overrides = PRETRAIN_FORMS[form]
+    config = ReFineConfig(hidden=16) if preset is None else ReFineConfig.for_dataset(preset, hidden=16, **overrides)
     refine = ReFine(ba3_model, num_classes=3, node_dim=4, config=config, seed=0)
     with AtomicAccumulations() as mode:
         refine.pretrain(list(ba3_small)[:40], epochs=1, batch_size=20, progress=False)

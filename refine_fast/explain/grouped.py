@@ -146,8 +146,8 @@ class PaddedGroups:
             if self.sizes is None:
                 raise ValueError("PaddedGroups.batch_norm: mode='graph' needs the groups' sizes")
             if self._valid is None or self._valid.dtype != h.dtype:
-                rows = torch.arange(self.M, device=h.device) < self.sizes.unsqueeze(1)
-                self._valid = rows.unsqueeze(2).to(h.dtype)
+                own_rows = torch.arange(self.M, device=h.device) < self.sizes.unsqueeze(1)
+                self._valid = own_rows.unsqueeze(2).to(h.dtype)
                 self._count = self.sizes.clamp_min(1).to(h.dtype).view(-1, 1, 1)
                 self._single = (self.sizes <= 1).view(-1, 1, 1)
             mean = torch.where(self._single, mean.unsqueeze(1), (hb * self._valid).sum(1, keepdim=True) / self._count)
