@@ -512,7 +512,7 @@ def cmd_evaluate(args, device: torch.device) -> Dict[str, Any]:
         imps = [imps[int(i)] for i in index]
         batch = EvalGraphs.of(graphs)
         metrics = acc_auc(model, batch, imps)
-        metrics.update(ground_truth_metrics(batch, imps), **counts)
+        metrics.update(ground_truth_metrics(batch, imps, model=model), **counts)
         result = {"explanations": metrics, "meta": meta}
         curves = {meta.get("explainer", "explanations"): metrics["acc"]}
     if args.out:
@@ -524,7 +524,8 @@ def cmd_evaluate(args, device: torch.device) -> Dict[str, Any]:
         result["plot"] = str(plot_acc_curves(curves, out / "acc_curve.png"))
     for name, r in result.items():
         if isinstance(r, dict) and "acc_auc" in r:
-            extra = "".join(f", {k} {r[k]:.3f}" for k in ("recall@5", "recall@5_ceiling", "auroc_pooled") if k in r)
+            extra = "".join(f", {k} {r[k]:.3f}" for k in ("recall@5", "recall@5_ceiling", "auroc_pooled", "auroc_needed")
+                            if k in r)
             _say(args, f"{name}: ACC-AUC {r['acc_auc']:.3f} on {r['num_graphs']} graphs{extra}")
     return result
 

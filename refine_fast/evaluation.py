@@ -72,5 +72,5 @@ def evaluate_refine(refine, graphs: Sequence, ratios: Sequence[float] = DEFAULT_
 
     acc, main, _ = acc_per_ratio(refine.model, batch, explain, ratios, refine.config.ratio, per_ratio=fine_tune)
     result: Dict[str, object] = {"acc_auc": sum(acc.values()) / len(acc), "acc": acc, "num_graphs": len(graphs)}
-    result.update(ground_truth_metrics(batch, main, n))
+    result.update(ground_truth_metrics(batch, main, n, model=refine.model))
     return result

@@ -21,6 +21,12 @@ ratio.
   edges removed (all nodes kept).
 - The paper's filter: the evaluation set is the graphs whose full-graph prediction equals ``y``
   (:func:`correct_subset`, which also reports the counts).
+- **Ground truth the model needs** — a graph needs its ground truth when the model's prediction changes
+  once its ground-truth edges are removed (on the subgraph of the other edges, isolated nodes dropped, as
+  in ACC@ρ; :func:`needs_ground_truth`). The edge AUROC over these graphs only (``auroc_needed``) asks
+  whether an explanation finds the motif where the model's decision rests on it; elsewhere the
+  ground truth is not what the model uses (e.g. a class predicted whenever the other classes' motifs are
+  absent), and no faithful explanation has to find it.
 """
 from __future__ import annotations
 
@@ -40,7 +46,7 @@ from .validation import (RATIO, check_batch, check_graphs, check_importances, ch
 __all__ = [
     "EvalGraphs", "flatten_importances", "topk_edge_mask", "predict",
     "acc_at_ratio", "acc_auc", "fidelity", "recall_at_n", "edge_auroc", "correct_subset",
-    "ground_truth_metrics", "evaluate_explanations", "DEFAULT_RATIOS",
+    "needs_ground_truth", "ground_truth_metrics", "evaluate_explanations", "DEFAULT_RATIOS",
 ]
 
 DEFAULT_RATIOS: Tuple[float, ...] = tuple(i / 10 for i in range(1, 11))
@@ -264,9 +270,9 @@ def fidelity(model: torch.nn.Module, graphs, importances: Importances, ratio: fl
     return 1.0 - float(keep_plus.float().mean()), 1.0 - float(keep_minus.float().mean())
 
 
-def _require_gt(graphs: EvalGraphs) -> Tensor:
+def _require_gt(graphs: EvalGraphs, caller: str) -> Tensor:
     if graphs.edge_gt is None:
-        raise ValueError("the graphs have no edge_gt (per-edge ground truth)")
+        raise ValueError(f"{caller}: the graphs have no edge_gt (per-edge ground truth)")
     return graphs.edge_gt
 
 
@@ -275,7 +281,7 @@ def recall_at_n(graphs, importances: Importances, n: int = 5, ptr: Optional[Tens
     """``{"recall", "ceiling", "num_graphs"}`` of Recall@N over the graphs with ground-truth edges."""
     n = check_int(n, "recall_at_n: n", 1)
     graphs = _graphs(graphs, "recall_at_n")
-    gt = _require_gt(graphs)
+    gt = _require_gt(graphs, "recall_at_n")
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     top = _segment_rank(importance, graphs.edge_ptr) < n
     b = graphs.num_graphs
@@ -317,17 +323,43 @@ def _auroc(score: Tensor, label: Tensor, segment: Tensor, num_segments: int) -> 
     return auc, valid
 
 
+def _per_graph_auroc(graphs: EvalGraphs, importances: Importances, ptr: Optional[Tensor]
+                     ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per-graph AUROC ``[B]``, bool ``[B]`` of the graphs with both kinds of edges, flat importance ``[E]``."""
+    gt = _require_gt(graphs, "edge_auroc")
+    importance = flatten_importances(importances, graphs.edge_ptr, ptr)
+    auc, valid = _auroc(importance, gt, graphs.edge_batch, graphs.num_graphs)
+    return auc, valid, importance
+
+
 def edge_auroc(graphs, importances: Importances, ptr: Optional[Tensor] = None) -> Dict[str, float]:
     """``{"auroc_per_graph", "auroc_pooled", "num_graphs"}``: the mean of the per-graph AUROCs over
     graphs with both motif and non-motif edges, and one AUROC over all edges pooled."""
     graphs = _graphs(graphs, "edge_auroc")
-    gt = _require_gt(graphs)
-    importance = flatten_importances(importances, graphs.edge_ptr, ptr)
-    auc, valid = _auroc(importance, gt, graphs.edge_batch, graphs.num_graphs)
+    auc, valid, importance = _per_graph_auroc(graphs, importances, ptr)
+    gt = graphs.edge_gt
     pooled, pooled_valid = _auroc(importance, gt, torch.zeros_like(gt, dtype=torch.long), 1)
     return {"auroc_per_graph": float(auc[valid].mean()) if bool(valid.any()) else float("nan"),
             "auroc_pooled": float(pooled[0]) if bool(pooled_valid[0]) else float("nan"),
             "num_graphs": int(valid.sum())}
+
+
+@torch.no_grad()
+def needs_ground_truth(model: torch.nn.Module, graphs) -> Tensor:
+    """Bool ``[B]``: the model's prediction on graph b without its ground-truth edges (the subgraph of the
+    other edges, isolated nodes dropped, as in ACC@ρ) differs from its prediction on the whole graph.
+    False for a graph without ground-truth edges."""
+    graphs = _graphs(graphs, "needs_ground_truth", model).to(_device(model))
+    gt = _require_gt(graphs, "needs_ground_truth")
+    was_training = model.training
+    model.eval()
+    try:
+        kept = _agreement(model, graphs, ~gt, _full_prediction(model, graphs), drop_isolated=True)
+    finally:
+        model.train(was_training)
+    has_gt = torch.zeros(graphs.num_graphs, dtype=torch.bool, device=gt.device)
+    has_gt[graphs.edge_batch[gt]] = True
+    return ~kept & has_gt
 
 
 @torch.no_grad()
@@ -351,15 +383,22 @@ def correct_subset(model: torch.nn.Module, graphs: Sequence[Data], batch_size: i
     return index, {"num_graphs": len(graphs), "num_correct": int(index.numel())}
 
 
-def ground_truth_metrics(graphs, importances: Importances, n: Optional[int] = 5, ptr: Optional[Tensor] = None
-                         ) -> Dict[str, float]:
+def ground_truth_metrics(graphs, importances: Importances, n: Optional[int] = 5, ptr: Optional[Tensor] = None,
+                         model: Optional[torch.nn.Module] = None) -> Dict[str, float]:
     """Recall@N (``n``; None: no recall) with its ceiling and the number of graphs with ground truth, and
-    the edge AUROCs; ``{}`` when the graphs have no ground-truth edge (``edge_gt`` absent or all false)."""
-    graphs = _graphs(graphs, "ground_truth_metrics")
+    the edge AUROCs; with ``model`` also ``auroc_needed``, the mean per-graph AUROC over the graphs that
+    need their ground truth (:func:`needs_ground_truth`; NaN if none), and ``num_graphs_needed``.
+    ``{}`` when the graphs have no ground-truth edge (``edge_gt`` absent or all false)."""
+    graphs = _graphs(graphs, "ground_truth_metrics", model)
     if graphs.edge_gt is None or not bool(graphs.edge_gt.any()):
         return {}
     auroc = edge_auroc(graphs, importances, ptr)
     result = {"auroc_per_graph": auroc["auroc_per_graph"], "auroc_pooled": auroc["auroc_pooled"]}
+    if model is not None:
+        auc, valid, _ = _per_graph_auroc(graphs, importances, ptr)
+        needed = valid & needs_ground_truth(model, graphs).to(valid.device)
+        result.update(auroc_needed=float(auc[needed].mean()) if bool(needed.any()) else float("nan"),
+                      num_graphs_needed=int(needed.sum()))
     if n is not None:
         recall = recall_at_n(graphs, importances, n, ptr)
         result.update({f"recall@{n}": recall["recall"], f"recall@{n}_ceiling": recall["ceiling"],
@@ -372,7 +411,8 @@ def evaluate_explanations(model: torch.nn.Module, graphs, importances: Importanc
                           fidelity_ratio: Optional[float] = None, ptr: Optional[Tensor] = None
                           ) -> Dict[str, object]:
     """ACC@ρ for every ratio, ACC-AUC, and — when the graphs have ground-truth edges — Recall@N with
-    its ceiling and the edge AUROCs (:func:`ground_truth_metrics`); fidelity± at ``fidelity_ratio`` when
+    its ceiling and the edge AUROCs, also over the graphs that need their ground truth
+    (:func:`ground_truth_metrics`); fidelity± at ``fidelity_ratio`` when
     given. The caller passes the already filtered graphs (see :func:`correct_subset`)."""
     ratios, n = check_ratios(ratios, "evaluate_explanations: ratios"), check_int(n, "evaluate_explanations: n", 1)
     if fidelity_ratio is not None:
@@ -380,7 +420,7 @@ def evaluate_explanations(model: torch.nn.Module, graphs, importances: Importanc
     graphs = _graphs(graphs, "evaluate_explanations", model)
     result: Dict[str, object] = dict(acc_auc(model, graphs, importances, ratios, ptr))
     result["num_graphs"] = graphs.num_graphs
-    result.update(ground_truth_metrics(graphs, importances, n, ptr))
+    result.update(ground_truth_metrics(graphs, importances, n, ptr, model))
     if fidelity_ratio is not None:
         result["fid+"], result["fid-"] = fidelity(model, graphs, importances, fidelity_ratio, ptr)
     return result

@@ -12,7 +12,7 @@ from refine_fast.baselines import SA, GNNExplainer, PGExplainer, Random, refine_
 from refine_fast.evaluation import evaluate_refine
 from refine_fast.explain import GraphPack
 from refine_fast.metrics import (EvalGraphs, acc_at_ratio, acc_auc, correct_subset, edge_auroc,
-                                 evaluate_explanations, recall_at_n)
+                                 evaluate_explanations, needs_ground_truth, recall_at_n)
 from refine_fast.models import BA3MotifNet, MutagenicityNet, load_model, save_model, train_gnn
 from refine_fast.store import ExplanationStore
 from refine_fast.stream import explain_to_store
@@ -291,6 +291,10 @@ CASES = [
     ("evaluate-n-0", lambda e: evaluate_explanations(e.model, e.graphs, e.imps, n=0), ValueError, ["n"]),
     ("correct-subset-no-y", lambda e: correct_subset(e.model, changed(e.graphs, 2, y=None)), ValueError,
      ["graphs[2]", "y"]),
+    ("needs-ground-truth-none", lambda e: needs_ground_truth(e.model, everywhere(e.graphs, edge_gt=None)),
+     ValueError, ["needs_ground_truth", "edge_gt"]),
+    ("needs-ground-truth-other-dataset", lambda e: needs_ground_truth(MutagenicityNet(), e.graphs), ValueError,
+     ["needs_ground_truth: graphs", "node_dim=14"]),
     ("eval-graphs-edge-gt", lambda e: EvalGraphs.of(changed(e.graphs, 1, edge_gt=torch.ones(1, dtype=torch.bool))),
      ValueError, ["graphs[1]", "edge_gt"]),
     # -- evaluation.evaluate_refine ----------------------------------------------------------------

@@ -7,7 +7,7 @@ from torch_geometric.data import Data
 
 from refine_fast.metrics import (
     DEFAULT_RATIOS, EvalGraphs, acc_at_ratio, acc_auc, correct_subset, edge_auroc, evaluate_explanations,
-    fidelity, flatten_importances, recall_at_n, topk_edge_mask,
+    fidelity, flatten_importances, ground_truth_metrics, needs_ground_truth, recall_at_n, topk_edge_mask,
 )
 from refine_fast.ops.segment_select import select_counts
 
@@ -160,6 +160,40 @@ def test_recall_and_auroc_equal_loop(graphs, random_importances, levels):
     assert result["num_graphs"] == len(aucs)
 
 
+class EdgeCount(torch.nn.Module):
+    """Predicts class 1 when a graph has at least ``threshold`` edges: removing a graph's ground-truth
+    edges changes its prediction exactly when they take it below the threshold."""
+
+    def __init__(self, threshold: int):
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, x, edge_index, edge_attr=None, batch=None):
+        batch = torch.zeros(x.size(0), dtype=torch.long) if batch is None else batch
+        count = torch.zeros(int(batch.max()) + 1, dtype=x.dtype).index_add_(
+            0, batch[edge_index[0]], torch.ones(edge_index.size(1), dtype=x.dtype))
+        return torch.stack([torch.full_like(count, self.threshold - 0.5), count], dim=1)
+
+
+def test_needs_ground_truth_and_its_auroc_equal_loop(graphs, random_importances):
+    model = EdgeCount(sorted(d.num_edges for d in graphs)[len(graphs) // 2])
+    needed = []
+    for data in graphs:
+        gt = data.edge_gt.bool()
+        rest = [i for i in range(data.num_edges) if not gt[i]]
+        full = _pred(model, data.x, data.edge_index, data.edge_attr)
+        needed.append(bool(gt.any()) and _subgraph_pred(model, data, rest) != full)
+    assert 0 < sum(needed) < len(graphs)  # both kinds, or the test could not fail
+    assert needs_ground_truth(model, graphs).tolist() == needed
+    imps = random_importances(graphs, seed=5)
+    aucs = [_pair_auc(imp, d.edge_gt.bool()) for d, imp, n in zip(graphs, imps, needed) if n]
+    aucs = [a for a in aucs if a is not None]
+    result = ground_truth_metrics(graphs, imps, n=None, model=model)
+    assert result["auroc_needed"] == pytest.approx(sum(aucs) / len(aucs))
+    assert result["num_graphs_needed"] == len(aucs)
+    assert "auroc_needed" not in ground_truth_metrics(graphs, imps, n=None)
+
+
 def test_perfect_importances_reach_ceiling(graphs):
     imps = [d.edge_gt.float() for d in graphs]
     result = recall_at_n(graphs, imps, n=5)
@@ -185,7 +219,7 @@ def test_correct_subset_and_evaluate(model, graphs, random_importances):
     result = evaluate_explanations(model, kept, imps, fidelity_ratio=0.4)
     assert result["num_graphs"] == len(kept)
     for key in ("acc_auc", "acc", "recall@5", "recall@5_ceiling", "auroc_per_graph", "auroc_pooled",
-                "fid+", "fid-"):
+                "auroc_needed", "num_graphs_needed", "fid+", "fid-"):
         assert key in result
 
 

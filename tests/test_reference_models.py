@@ -4,6 +4,7 @@ import torch
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 from torch_geometric.nn import LEConv
 
+from refine_fast.metrics import correct_subset, needs_ground_truth
 from refine_fast.models import (
     LegacyLEConv, ReferenceBA3Net, ReferenceMutagNet, accuracy, load_model, load_reference_model,
     load_reference_splits, reference_split, save_model,
@@ -72,6 +73,20 @@ def test_released_ba3motif_model(reference_dir, data_root, ba3_cache):
         [reference_split("ba3")["val"], reference_split("ba3")["test"]]).tolist())
     assert accuracy(model, val + test) >= 0.995  # dropout off (eval mode)
     assert accuracy(model, train) >= 0.99         # the generated training graphs
+
+
+def test_which_released_predictions_need_their_ground_truth(reference_dir, data_root, ba3_cache):
+    """The facts bench/RESULTS.md ("The ground truth the model needs") builds on: the released BA-3motif
+    GNN predicts class 2 whenever the other motifs are absent, and the Mutagenicity GNN rarely needs its
+    NO2/NH2 bonds."""
+    for name, file, needed in (("ba3", "ba3_net_state.pt", {0: 133, 1: 110, 2: 0}),
+                               ("mutag", "mutag_net_state.pt", {0: 5, 1: 0})):
+        model = load_reference_model(reference_dir / file)
+        test = load_reference_splits(name, data_root, ba3_cache)[2]
+        correct = [test[i] for i in correct_subset(model, test)[0].tolist()]
+        need = needs_ground_truth(model, correct)
+        y = torch.cat([g.y for g in correct])
+        assert {c: int(need[y == c].sum()) for c in needed} == needed, name
 
 
 def test_released_models_load_through_load_model(reference_dir, tmp_path):

@@ -44,14 +44,16 @@ def test_run_tables_quick_writes_tables_and_resumes(bundle, tmp_path, monkeypatc
     assert set(timing["seconds_per_graph"]) == run
     assert set(timing["one_at_a_time"]) == {"PGExplainer", "ReFine"}
     assert all(t > 0 for t in list(timing["seconds_per_graph"].values()) + list(timing["one_at_a_time"].values()))
-    assert report["datasets"]["tiny"]["summary"] == entry["summary"]
+    # as JSON: a metric without graphs to average (e.g. auroc_needed) is NaN, and NaN != NaN
+    assert json.dumps(report["datasets"]["tiny"]["summary"]) == json.dumps(entry["summary"])
 
     # resume: every (dataset, explainer, seed) is cached, nothing is explained again
     monkeypatch.setattr(runner, "evaluate_explainer", lambda *a, **k: pytest.fail("recomputed a cached result"))
     monkeypatch.setattr(runner, "_fit", lambda *a, **k: pytest.fail("re-timed a cached timing pass"))
     again = runner.run_tables("tiny", "", str(tmp_path), quick=True, progress=False, bundles={"tiny": bundle},
                               gnnexplainer_epochs=5, pgexplainer_epochs=2)
-    assert again["datasets"]["tiny"]["summary"] == entry["summary"] and again["datasets"]["tiny"]["timing"] == timing
+    assert json.dumps(again["datasets"]["tiny"]["summary"]) == json.dumps(entry["summary"])
+    assert again["datasets"]["tiny"]["timing"] == timing
 
     # another model (same path/name) must not reuse the cached results
     with torch.no_grad():
@@ -126,3 +128,21 @@ def test_render_tables_mean_std_and_checks():
     assert "Toy: ReFine beats every baseline" in out["table2.md"]  # 0.65 > every mean
     assert "ReFine ≥ ReFine-FT ≥ PGExplainer fails: ReFine-FT < PGExplainer" in out["table2.md"]
     assert "| Toy | 20 | 50.0 | – | 2.0× | 5.0× |" in out["table4.md"]
+    assert "need their ground truth" not in out["table2.md"]  # no such results: no column, no check
+
+
+@pytest.mark.parametrize("refine, ct, verdict", [(0.9, 0.8, "holds"), (0.7, 0.8, "fails")])
+def test_render_tables_auroc_needed_column_and_check(refine, ct, verdict):
+    def result(auc, needed):
+        return {**_result(auc), "auroc_needed": needed, "graphs_needed": 7}
+    runs = {"SA": [_result(0.5)], "ReFine-CT": [result(0.6, ct)], "ReFine": [result(0.65, refine)]}
+    entry = {"title": "Toy", "test_graphs": 12, "correct": 10, "evaluated": 10, "recall_n": 5,
+             "refine_config": {"fine_tune_steps": 20}, "runs": runs, "summary": runner._summarize(runs), "timing": {}}
+    report = {"settings": {"seeds": 1, "quick": False}, "machine": runner.machine_info(), "datasets": {"toy": entry}}
+    table2 = render.render_tables(report)["table2.md"]
+    header = next(line for line in table2.splitlines() if line.startswith("| Explainer"))
+    assert header.endswith("Toy edge AUROC, graphs that need their ground truth² |")
+    assert f"| ReFine | 0.650 | 0.200 | 0.500 | {refine:.3f} |" in table2
+    assert "| SA | 0.500 | 0.200 | 0.500 | – |" in table2
+    assert "needs_ground_truth`): Toy 7 graphs" in table2
+    assert f"ground truth: ReFine ≥ ReFine-CT {verdict}" in table2

@@ -144,7 +144,8 @@ def evaluate_explainer(bundle: Bundle, explainer, graphs: Sequence, seed: int,
     Recall@N and AUROC use the explanation at the config's ρ, and their time is the mean over the ρ.
     Returns plain numbers: ``acc`` {ρ: ACC@ρ}, ``acc_auc``, ``seconds_per_graph``, ``graphs_per_second``,
     ``fit_seconds``, ``num_graphs``; with ground truth ``auroc`` (mean per-graph edge AUROC),
-    ``auroc_pooled``, and ``recall`` / ``recall_ceiling`` / ``recall_graphs`` of Recall@``recall_n``.
+    ``auroc_pooled``, ``auroc_needed`` / ``graphs_needed`` (the same over the graphs whose prediction needs
+    their ground truth, :func:`refine_fast.metrics.needs_ground_truth`), and ``recall`` / ``recall_ceiling`` / ``recall_graphs`` of Recall@``recall_n``.
     """
     model = bundle.model
     batch = metrics.EvalGraphs.of(graphs)
@@ -167,9 +168,10 @@ def evaluate_explainer(bundle: Bundle, explainer, graphs: Sequence, seed: int,
            "seconds_per_graph": seconds / max(len(graphs), 1),
            "graphs_per_second": len(graphs) / seconds if seconds > 0 else float("inf"),
            "fit_seconds": float(fit_seconds)}
-    truth = metrics.ground_truth_metrics(batch, main, bundle.recall_n)
+    truth = metrics.ground_truth_metrics(batch, main, bundle.recall_n, model=model)
     if truth:
-        out.update(auroc=truth["auroc_per_graph"], auroc_pooled=truth["auroc_pooled"])
+        out.update(auroc=truth["auroc_per_graph"], auroc_pooled=truth["auroc_pooled"],
+                   auroc_needed=truth["auroc_needed"], graphs_needed=truth["num_graphs_needed"])
         if bundle.recall_n:
             n = bundle.recall_n
             out.update(recall=truth[f"recall@{n}"], recall_ceiling=truth[f"recall@{n}_ceiling"],
@@ -360,8 +362,8 @@ def _summarize(runs: Dict[str, List[Dict]]) -> Dict:
     summary = {}
     for name, results in runs.items():
         s = {key: _mean_std([r.get(key) for r in results])
-             for key in ("acc_auc", "recall", "recall_ceiling", "auroc", "seconds_per_graph",
-                         "graphs_per_second", "fit_seconds")}
+             for key in ("acc_auc", "recall", "recall_ceiling", "auroc", "auroc_needed", "graphs_needed",
+                         "seconds_per_graph", "graphs_per_second", "fit_seconds")}
         s["acc"] = {r: _mean_std([res["acc"][r] for res in results]) for r in results[0]["acc"]}
         summary[name] = s
     return summary
