@@ -323,25 +323,23 @@ def _auroc(score: Tensor, label: Tensor, segment: Tensor, num_segments: int) -> 
     return auc, valid
 
 
-def _per_graph_auroc(graphs: EvalGraphs, importances: Importances, ptr: Optional[Tensor]
-                     ) -> Tuple[Tensor, Tensor, Tensor]:
-    """Per-graph AUROC ``[B]``, bool ``[B]`` of the graphs with both kinds of edges, flat importance ``[E]``."""
+def _edge_auroc(graphs: EvalGraphs, importances: Importances, ptr: Optional[Tensor]
+                ) -> Tuple[Dict[str, float], Tensor, Tensor]:
+    """:func:`edge_auroc`'s result, with the per-graph AUROCs ``[B]`` and the bool ``[B]`` of the graphs
+    that have both kinds of edges."""
     gt = _require_gt(graphs, "edge_auroc")
     importance = flatten_importances(importances, graphs.edge_ptr, ptr)
     auc, valid = _auroc(importance, gt, graphs.edge_batch, graphs.num_graphs)
-    return auc, valid, importance
+    pooled, pooled_valid = _auroc(importance, gt, torch.zeros_like(gt, dtype=torch.long), 1)
+    return {"auroc_per_graph": float(auc[valid].mean()) if bool(valid.any()) else float("nan"),
+            "auroc_pooled": float(pooled[0]) if bool(pooled_valid[0]) else float("nan"),
+            "num_graphs": int(valid.sum())}, auc, valid
 
 
 def edge_auroc(graphs, importances: Importances, ptr: Optional[Tensor] = None) -> Dict[str, float]:
     """``{"auroc_per_graph", "auroc_pooled", "num_graphs"}``: the mean of the per-graph AUROCs over
     graphs with both motif and non-motif edges, and one AUROC over all edges pooled."""
-    graphs = _graphs(graphs, "edge_auroc")
-    auc, valid, importance = _per_graph_auroc(graphs, importances, ptr)
-    gt = graphs.edge_gt
-    pooled, pooled_valid = _auroc(importance, gt, torch.zeros_like(gt, dtype=torch.long), 1)
-    return {"auroc_per_graph": float(auc[valid].mean()) if bool(valid.any()) else float("nan"),
-            "auroc_pooled": float(pooled[0]) if bool(pooled_valid[0]) else float("nan"),
-            "num_graphs": int(valid.sum())}
+    return _edge_auroc(_graphs(graphs, "edge_auroc"), importances, ptr)[0]
 
 
 @torch.no_grad()
@@ -392,10 +390,9 @@ def ground_truth_metrics(graphs, importances: Importances, n: Optional[int] = 5,
     graphs = _graphs(graphs, "ground_truth_metrics", model)
     if graphs.edge_gt is None or not bool(graphs.edge_gt.any()):
         return {}
-    auroc = edge_auroc(graphs, importances, ptr)
+    auroc, auc, valid = _edge_auroc(graphs, importances, ptr)
     result = {"auroc_per_graph": auroc["auroc_per_graph"], "auroc_pooled": auroc["auroc_pooled"]}
     if model is not None:
-        auc, valid, _ = _per_graph_auroc(graphs, importances, ptr)
         needed = valid & needs_ground_truth(model, graphs).to(valid.device)
         result.update(auroc_needed=float(auc[needed].mean()) if bool(needed.any()) else float("nan"),
                       num_graphs_needed=int(needed.sum()))
