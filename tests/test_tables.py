@@ -146,3 +146,6 @@ def test_render_tables_auroc_needed_column_and_check(refine, ct, verdict):
     assert "| SA | 0.500 | 0.200 | 0.500 | – |" in table2
     assert "needs_ground_truth`): Toy 7 graphs" in table2
     assert f"ground truth: ReFine ≥ ReFine-CT {verdict}" in table2
+    del runs["SA"]  # a run without baselines claims nothing about them
+    entry["summary"] = runner._summarize(runs)
+    assert "Toy: ReFine has no baseline to beat here" in render.render_tables(report)["table2.md"]

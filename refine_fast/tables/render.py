@@ -28,9 +28,11 @@ def _checks(entry: Dict) -> str:
     auc = {n: v["acc_auc"]["mean"] for n, v in entry["summary"].items()}
     if "ReFine" not in auc:
         return ""
-    beaten_by = [n for n in ("Random", "SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)",
-                             "PGM-Explainer") if n in auc and auc[n] > auc["ReFine"]]
-    parts = [f"{entry['title']}: ReFine " + ("beats every baseline" if not beaten_by
+    baselines = [n for n in ("Random", "SA", "GNNExplainer", "PGExplainer", "PGExplainer (refine_fast)",
+                             "PGM-Explainer") if n in auc]
+    beaten_by = [n for n in baselines if auc[n] > auc["ReFine"]]
+    parts = [f"{entry['title']}: ReFine " + ("has no baseline to beat here" if not baselines
+                                             else "beats every baseline" if not beaten_by
                                              else "is beaten by " + ", ".join(beaten_by))]
     pairs = [("ReFine", "ReFine-FT"), ("ReFine-FT", "PGExplainer"), ("ReFine-FT", "PGExplainer (refine_fast)")]
     pairs = [(a, b) for a, b in pairs if a in auc and b in auc]
