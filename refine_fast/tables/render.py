@@ -87,9 +87,12 @@ def render_tables(report: Dict) -> Dict[str, str]:
                 f"(mean min(N, |gt|)/|gt|) = {_fmt(next(iter(report['datasets'][d]['summary'].values()))['recall_ceiling'])}"
                 for d in dss if report["datasets"][d].get("recall_n") and report["datasets"][d]["summary"]]
     lines += [""] + ([f"Recall ceilings: {'; '.join(ceilings)}.", ""] if ceilings else [])
-    needed = [f"{report['datasets'][d]['title']} {stat['mean']:.0f}" for d, k, _ in cols if k == "auroc_needed"
-              for stat in [next(v["graphs_needed"] for v in report["datasets"][d]["summary"].values()
-                                if v.get("graphs_needed", {}).get("n"))]]
+    needed = []
+    for d, k, _ in cols:  # the count depends on the model and graphs only: any explainer's will do
+        if k == "auroc_needed":
+            counts = [v["graphs_needed"]["mean"] for v in report["datasets"][d]["summary"].values()
+                      if v.get("graphs_needed", {}).get("n")]
+            needed.append(f"{report['datasets'][d]['title']} {counts[0]:.0f}")
     if needed:
         lines += [f"² Over the evaluated graphs whose prediction changes when their ground-truth edges are removed "
                   f"(`refine_fast.metrics.needs_ground_truth`): {'; '.join(needed)} graphs. On the others the "

@@ -145,7 +145,8 @@ def evaluate_explainer(bundle: Bundle, explainer, graphs: Sequence, seed: int,
     Returns plain numbers: ``acc`` {ρ: ACC@ρ}, ``acc_auc``, ``seconds_per_graph``, ``graphs_per_second``,
     ``fit_seconds``, ``num_graphs``; with ground truth ``auroc`` (mean per-graph edge AUROC),
     ``auroc_pooled``, ``auroc_needed`` / ``graphs_needed`` (the same over the graphs whose prediction needs
-    their ground truth, :func:`refine_fast.metrics.needs_ground_truth`), and ``recall`` / ``recall_ceiling`` / ``recall_graphs`` of Recall@``recall_n``.
+    their ground truth, :func:`refine_fast.metrics.needs_ground_truth`), and ``recall`` / ``recall_ceiling``
+    / ``recall_graphs`` of Recall@``recall_n``.
     """
     model = bundle.model
     batch = metrics.EvalGraphs.of(graphs)
