@@ -116,6 +116,9 @@ def test_config_presets_and_overrides():
     c = ReFineConfig.for_dataset("mutag")
     assert (c.hidden, c.epochs, c.ratio, c.lr) == (50, 100, 0.4, 1e-3)
     assert ReFineConfig.for_dataset("ba3").lr == 1e-4 and ReFineConfig.for_dataset("mnist").ratio == 0.2
+    # MNIST-sp's preset takes the paper's log-probability fidelity; the others the reference's probability
+    assert [ReFineConfig.for_dataset(d).fidelity for d in ("mnist", "mutag", "ba3", "vg")] == ["log", "prob", "prob", "prob"]
+    assert ReFineConfig.for_dataset("mnist", fidelity="prob").fidelity == "prob"
     assert ReFineConfig().replace(gamma=0).gamma == 0
     assert ReFineConfig.from_dict(c.to_dict()) == c
     with pytest.raises(TypeError, match="unknown"):
