@@ -59,8 +59,8 @@ term (Eq. 8, on the attributor's encoder). Measured on the released BA-3motif GN
 
 MNIST_FIDELITY = {"fidelity": "log"}
 """What MNIST-sp's preset changes in the defaults: the paper's log-probability fidelity (Eq. 7). Measured on
-refine_fast's MNIST-sp GNN (bench/RESULTS.md, "MNIST-sp with the session-5 defaults"): with the probability
-ReFine scores 0.712 (seed 0), with the log-probability 0.777 ± 0.013 (3 seeds)."""
+refine_fast's MNIST-sp GNN (bench/RESULTS.md, "MNIST-sp with its preset"): ReFine scores 0.782 on seed 0 with
+it, 0.712 with the probability; 0.777 over 3 seeds."""
 
 
 @dataclass
