@@ -90,9 +90,9 @@ def render_tables(report: Dict) -> Dict[str, str]:
     needed = []
     for d, k, _ in cols:  # the count depends on the model and graphs only: any explainer's will do
         if k == "auroc_needed":
-            counts = [v["graphs_needed"]["mean"] for v in report["datasets"][d]["summary"].values()
-                      if v.get("graphs_needed", {}).get("n")]
-            needed.append(f"{report['datasets'][d]['title']} {counts[0]:.0f}")
+            num_needed = next(v["graphs_needed"]["mean"] for v in report["datasets"][d]["summary"].values()
+                              if v.get("graphs_needed", {}).get("n"))
+            needed.append(f"{report['datasets'][d]['title']} {num_needed:.0f}")
     if needed:
         lines += [f"² Over the evaluated graphs whose prediction changes when their ground-truth edges are removed "
                   f"(`refine_fast.metrics.needs_ground_truth`): {'; '.join(needed)} graphs. On the others the "
