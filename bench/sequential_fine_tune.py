@@ -2,9 +2,11 @@
 
 For every graph: deep-copy its class's attributor (an ``nn.Module`` built from one group of the
 stacked attributors), Adam over all its parameters, ``steps`` steps of score -> sigmoid ->
-stochastic top-ρ selection -> target model on the selected subgraph -> loss -> step. Same math,
-noise and eval-mode batch norm as :func:`refine_fast.explain.fine_tune`, so the results agree;
-only the execution differs (a Python loop over graphs, module calls, ``torch.cat`` MLP input).
+stochastic top-ρ selection -> target model on the selected subgraph -> loss -> step. Same math and
+noise as :func:`refine_fast.explain.fine_tune` for the ``ReFineConfig`` options it takes (``fidelity``,
+``explain_norm``: eval-mode batch norm or the graph's own statistics, i.e. training mode, ``mask_sigmoid``),
+so the results agree; only the execution differs (a Python loop over graphs, module calls, ``torch.cat``
+MLP input).
 """
 from __future__ import annotations
 
@@ -74,20 +76,27 @@ class Attributor(nn.Module):
 
 def sequential_fine_tune(stacked: StackedAttributors, model: nn.Module, graphs: Sequence, classes: Sequence[int],
                          ratio: float = 0.4, steps: int = 20, lr: float = 1e-4, seed: int = 0,
-                         size_coef: float = 1e-4, entropy_coef: float = 1e-2, use_edge_attr: bool = False) -> List[Tensor]:
-    """Final edge probabilities ``[E_g]`` for each graph (``classes[i]`` selects the attributor group)."""
+                         size_coef: float = 1e-4, entropy_coef: float = 1e-2, use_edge_attr: bool = False,
+                         fidelity: str = "log", explain_norm: str = "running",
+                         mask_sigmoid: bool = False) -> List[Tensor]:
+    """Final edge probabilities ``[E_g]`` for each graph (``classes[i]`` selects the attributor group).
+    ``fidelity``, ``explain_norm``, ``mask_sigmoid``: as the ``ReFineConfig`` fields."""
+    if fidelity not in ("log", "prob") or explain_norm not in ("running", "graph"):
+        raise ValueError(f"sequential_fine_tune: fidelity {fidelity!r} / explain_norm {explain_norm!r} not supported")
     model.eval()
     flags = [(q, q.requires_grad) for q in model.parameters()]
     for q, _ in flags:  # the model is a frozen black box, as in the batched engine
         q.requires_grad_(False)
     try:
-        return _run(stacked, model, graphs, classes, ratio, steps, lr, seed, size_coef, entropy_coef, use_edge_attr)
+        return _run(stacked, model, graphs, classes, ratio, steps, lr, seed, size_coef, entropy_coef, use_edge_attr,
+                    fidelity, explain_norm, mask_sigmoid)
     finally:
         for q, flag in flags:
             q.requires_grad_(flag)
 
 
-def _run(stacked, model, graphs, classes, ratio, steps, lr, seed, size_coef, entropy_coef, use_edge_attr):
+def _run(stacked, model, graphs, classes, ratio, steps, lr, seed, size_coef, entropy_coef, use_edge_attr,
+         fidelity, explain_norm, mask_sigmoid):
     bases = {}
     out = []
     for gid, (g, c) in enumerate(zip(graphs, classes)):
@@ -95,6 +104,8 @@ def _run(stacked, model, graphs, classes, ratio, steps, lr, seed, size_coef, ent
         if c not in bases:
             bases[c] = Attributor(stacked, c).eval()
         att = copy.deepcopy(bases[c])
+        # the graph's own statistics = training-mode batch norm; one node has no spread: running statistics
+        att.train(explain_norm == "graph" and g.num_nodes > 1)
         x = g.x.to(att.lin.weight.dtype)
         ea = getattr(g, "edge_attr", None)
         kw = {"edge_attr": ea} if use_edge_attr else {}
@@ -114,10 +125,13 @@ def _run(stacked, model, graphs, classes, ratio, steps, lr, seed, size_coef, ent
             new_id = torch.cumsum(keep, 0) - 1
             sub_ei = new_id[ei]
             sub_kw = {"edge_attr": ea[sel]} if use_edge_attr else {}
-            set_masks(model, p[sel], sub_ei, apply_sigmoid=False)
+            set_masks(model, p[sel], sub_ei, apply_sigmoid=mask_sigmoid)
             logits = model(g.x[keep], sub_ei, batch=torch.zeros(int(keep.sum()), dtype=torch.long), **sub_kw)
             clear_masks(model)
-            fid = -(target * F.log_softmax(logits, -1)).sum()
+            if fidelity == "log":
+                fid = -(target * F.log_softmax(logits, -1)).sum()
+            else:  # the probability of the full graph's predicted class
+                fid = -torch.softmax(logits, -1)[0, target.argmax()]
             ent = -(p * torch.log(p + 1e-12) + (1 - p) * torch.log(1 - p + 1e-12))
             loss = fid + (size_coef * p + entropy_coef * ent).mean()
             opt.zero_grad()
