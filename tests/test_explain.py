@@ -196,6 +196,27 @@ def test_grouped_linear_layouts(dtype):
     torch.testing.assert_close(PaddedGroups(3, 3, rows=rows).linear(x, W, bias), ref)
 
 
+def test_padded_graph_norm_against_batch_norm():
+    """``'graph'`` batch norm of the padded layout: each group's own rows come out as a training-mode
+    ``F.batch_norm`` of those rows alone, padding rows as the bias, and the gradient passes float64 gradcheck."""
+    gen = torch.Generator().manual_seed(0)
+    B, M, H = 3, 4, 5
+    sizes = torch.tensor([4, 2, 3])
+    h = torch.randn(B * M, H, generator=gen, dtype=torch.float64)
+    weight = torch.rand(B, H, generator=gen, dtype=torch.float64) + 0.5
+    bias = torch.randn(B, H, generator=gen, dtype=torch.float64)
+    mean, var = torch.randn(B, H, dtype=torch.float64), torch.rand(B, H, dtype=torch.float64) + 0.5
+    groups = PaddedGroups(B, M, sizes=sizes)
+    out = groups.batch_norm(h, weight, bias, mean, var, "graph")
+    for b, n in enumerate(sizes.tolist()):
+        rows = out[b * M:(b + 1) * M]
+        torch.testing.assert_close(rows[:n], F.batch_norm(h[b * M:b * M + n], None, None, weight[b], bias[b],
+                                                          training=True))
+        torch.testing.assert_close(rows[n:], bias[b].expand(M - n, H))
+    args = (h.clone().requires_grad_(), weight.clone().requires_grad_(), bias.clone().requires_grad_())
+    assert torch.autograd.gradcheck(lambda x, w, c: groups.batch_norm(x, w, c, mean, var, "graph"), args)
+
+
 def test_grouped_linear_gradients():
     """Float64 gradcheck of the in-place grouped product: empty group, no bias, non-contiguous x."""
     gen = torch.Generator().manual_seed(1)
