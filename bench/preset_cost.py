@@ -11,6 +11,12 @@ every training graph, which understates that cost.
 
     python bench/preset_cost.py                        # 6 rounds, this checkout
     python bench/preset_cost.py --before ../old        # also a checkout of older code (its extension built)
+    python bench/preset_cost.py --floor                # the floor of the preset's pre-training cost (below)
+
+``--floor`` times, in one process and rounds interleaved, the matrix products that the reference batch norm
+(``pretrain_norm='reference'``) adds to one pre-training epoch and cannot avoid — per batch, one edge-free
+pass per class present over every node: each layer's ``[N, H] @ [H, H]`` and its two backward products —
+alone, against a whole epoch of the preset without ``BA3_REFERENCE``.
 
 Whole-process timings of a few seconds each, as noisy as the machine: the load average is printed.
 """
@@ -28,6 +34,63 @@ REPO = Path(__file__).resolve().parents[1]
 RELEASED_BA3 = REPO.parent / "shared" / "reference_models" / "ba3_net_state.pt"
 
 
+def _load(model_path: str, cache: str | None, threads: int):
+    """``(model, train, test)``: the target model (``'untrained'``: a seeded ``BA3MotifNet``) and the
+    generated BA-3motif splits, from the refine_fast on ``sys.path``."""
+    import torch
+
+    from refine_fast.datasets import BA3Motif, default_cache_dir
+    from refine_fast.models import BA3MotifNet, load_model
+
+    torch.set_num_threads(threads)
+    train, _, test = BA3Motif(str(cache or default_cache_dir()), seed=0).splits()
+    torch.manual_seed(0)
+    model = BA3MotifNet().eval() if model_path == "untrained" else load_model(model_path)
+    return model, list(train), list(test)
+
+
+def floor(model_path: str, threads: int, cache: str | None, rounds: int, overrides: dict) -> dict:
+    """``--floor`` (see the module docstring), this checkout: median seconds of the products and of the
+    epoch."""
+    import time
+
+    import refine_fast  # noqa: F401  (before torch: passive OpenMP waits on a busy machine)
+    import torch
+
+    from refine_fast import ReFine, ReFineConfig
+
+    model, train, _ = _load(model_path, cache, threads)
+    config = ReFineConfig.for_dataset("ba3", **overrides)
+    refine = ReFine(model, 3, 4, config=config, seed=0)
+    refine.pretrain(train[:256], epochs=1, progress=False)  # warm-up
+    with torch.no_grad():
+        predicted = torch.stack([model(g.x, g.edge_index, g.edge_attr).argmax(-1).view(()) for g in train])
+    H, gen = config.hidden, torch.Generator().manual_seed(0)
+    batches = []
+    for start in range(0, len(train), config.batch_size):
+        n = sum(g.num_nodes for g in train[start:start + config.batch_size])
+        classes = int(predicted[start:start + config.batch_size].unique().numel())
+        batches.append((classes, torch.randn(n, H, generator=gen), torch.randn(H, H, generator=gen),
+                        torch.randn(H, generator=gen), torch.randn(n, H, generator=gen)))
+
+    def products():
+        for classes, free, weight, bias, grad in batches:
+            for _ in range(classes * config.num_layers):
+                torch.addmm(bias, free, weight)  # forward
+                grad @ weight.t()  # backward, input
+                free.t() @ grad  # backward, weight
+
+    times = {"products_s": [], "epoch_without_s": []}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        products()
+        times["products_s"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        refine.pretrain(train, epochs=1, progress=False)
+        times["epoch_without_s"].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def measure(repo: str, overrides: dict, threads: int, cache: str | None, model_path: str) -> dict:
     """One measurement in this process (refine_fast from ``sys.path``): BA-3motif's preset with
     ``overrides``, explaining the model at ``model_path`` (or an untrained one: ``'untrained'``)."""
@@ -37,16 +100,10 @@ def measure(repo: str, overrides: dict, threads: int, cache: str | None, model_p
     import torch
 
     from refine_fast import ReFine, ReFineConfig
-    from refine_fast.datasets import BA3Motif, default_cache_dir
-    from refine_fast.models import BA3MotifNet, load_model
 
     if not Path(refine_fast.__file__).resolve().is_relative_to(Path(repo).resolve()):
         raise RuntimeError(f"imported {refine_fast.__file__}, not the checkout {repo}")
-    torch.set_num_threads(threads)
-    train, _, test = BA3Motif(str(cache or default_cache_dir()), seed=0).splits()
-    train, test = list(train), list(test)
-    torch.manual_seed(0)
-    model = BA3MotifNet().eval() if model_path == "untrained" else load_model(model_path)
+    model, train, test = _load(model_path, cache, threads)
     refine = ReFine(model, 3, 4, config=ReFineConfig.for_dataset("ba3", **overrides), seed=0)
     refine.pretrain(train[:256], epochs=1, progress=False)  # warm-up
     start = time.perf_counter()
@@ -70,6 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", default=None, help="dataset cache (default: refine_fast's)")
     parser.add_argument("--model", default=str(RELEASED_BA3),
                         help="trained BA-3motif target model, or 'untrained' (default: the released one)")
+    parser.add_argument("--floor", action="store_true", help="time the reference batch norm's unavoidable "
+                        "matrix products against an epoch without it (this checkout, one process)")
     parser.add_argument("--measure", nargs=2, metavar=("REPO", "OVERRIDES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
@@ -80,6 +139,13 @@ def main(argv=None) -> int:
     if args.model != "untrained" and not Path(args.model).is_file():
         parser.error(f"--model: no file at {args.model} (give a trained BA-3motif model, or 'untrained')")
     from ablation import NO_BA3_PRESET  # the preset without BA3_REFERENCE, as the ablation's row
+    if args.floor:
+        result = floor(args.model, args.threads, args.cache, args.rounds, NO_BA3_PRESET)
+        print(f"{args.rounds} rounds, {args.threads} thread(s), medians; model {args.model}: the reference batch "
+              f"norm's matrix products {result['products_s']:.3f} s, an epoch without BA3_REFERENCE "
+              f"{result['epoch_without_s']:.3f} s: {result['products_s'] / result['epoch_without_s']:.1%} "
+              f"(load {os.getloadavg()[0]:.1f})")
+        return 0
     configs = {"preset": {}, "without_ba3_reference": NO_BA3_PRESET}
     repos = [REPO] + ([args.before.resolve()] if args.before else [])
     runs = {(str(r), c): [] for r in repos for c in configs}
