@@ -40,7 +40,7 @@ from refine_fast.explain import ReFine, ReFineConfig
 from refine_fast.models import BA3MotifNet, load_model, load_splits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sequential_fine_tune import sequential_fine_tune  # noqa: E402
+from sequential_fine_tune import config_options, sequential_fine_tune  # noqa: E402
 
 STEPS = 20
 SEQUENTIAL_GRAPHS = 40  # the baseline's rate is measured on the first 40 test graphs
@@ -70,12 +70,6 @@ def summary():
     for k, v in RESULTS.items():
         lines.append(f"  {k:45s} {v:10.4g}")
     print("\n".join(lines))
-
-
-def config_options(config: ReFineConfig) -> dict:
-    """The fine-tuning options of ``config`` the sequential baseline follows (all but the lr)."""
-    return dict(ratio=config.ratio, size_coef=config.size_coef, entropy_coef=config.entropy_coef,
-                fidelity=config.fidelity, explain_norm=config.explain_norm, mask_sigmoid=config.mask_sigmoid)
 
 
 def check_batched_equals_sequential(setup):

@@ -35,8 +35,9 @@ RELEASED_BA3 = REPO.parent / "shared" / "reference_models" / "ba3_net_state.pt"
 
 
 def _load(model_path: str, cache: str | None, threads: int):
-    """``(model, train, test)``: the target model (``'untrained'``: a seeded ``BA3MotifNet``) and the
-    generated BA-3motif splits, from the refine_fast on ``sys.path``."""
+    """``(model, train, test, predicted)``: the target model (``'untrained'``: a seeded ``BA3MotifNet``), the
+    generated BA-3motif splits, from the refine_fast on ``sys.path``, and the model's class of each training
+    graph (``[len(train)]``; the preset's pre-training cost depends on the classes in a batch)."""
     import torch
 
     from refine_fast.datasets import BA3Motif, default_cache_dir
@@ -46,7 +47,9 @@ def _load(model_path: str, cache: str | None, threads: int):
     train, _, test = BA3Motif(str(cache or default_cache_dir()), seed=0).splits()
     torch.manual_seed(0)
     model = BA3MotifNet().eval() if model_path == "untrained" else load_model(model_path)
-    return model, list(train), list(test)
+    with torch.no_grad():
+        predicted = torch.stack([model(g.x, g.edge_index, g.edge_attr).argmax(-1).view(()) for g in train])
+    return model, list(train), list(test), predicted
 
 
 def floor(model_path: str, threads: int, cache: str | None, rounds: int, overrides: dict) -> dict:
@@ -59,12 +62,10 @@ def floor(model_path: str, threads: int, cache: str | None, rounds: int, overrid
 
     from refine_fast import ReFine, ReFineConfig
 
-    model, train, _ = _load(model_path, cache, threads)
+    model, train, _, predicted = _load(model_path, cache, threads)
     config = ReFineConfig.for_dataset("ba3", **overrides)
     refine = ReFine(model, 3, 4, config=config, seed=0)
     refine.pretrain(train[:256], epochs=1, progress=False)  # warm-up
-    with torch.no_grad():
-        predicted = torch.stack([model(g.x, g.edge_index, g.edge_attr).argmax(-1).view(()) for g in train])
     H, gen = config.hidden, torch.Generator().manual_seed(0)
     batches = []
     for start in range(0, len(train), config.batch_size):
@@ -103,7 +104,7 @@ def measure(repo: str, overrides: dict, threads: int, cache: str | None, model_p
 
     if not Path(refine_fast.__file__).resolve().is_relative_to(Path(repo).resolve()):
         raise RuntimeError(f"imported {refine_fast.__file__}, not the checkout {repo}")
-    model, train, test = _load(model_path, cache, threads)
+    model, train, test, predicted = _load(model_path, cache, threads)
     refine = ReFine(model, 3, 4, config=ReFineConfig.for_dataset("ba3", **overrides), seed=0)
     refine.pretrain(train[:256], epochs=1, progress=False)  # warm-up
     start = time.perf_counter()
@@ -112,10 +113,8 @@ def measure(repo: str, overrides: dict, threads: int, cache: str | None, model_p
     refine.explain(test[:50], steps=2, seed=0, progress=False)  # warm-up
     start = time.perf_counter()
     refine.explain(test, steps=20, seed=0, progress=False)
-    graphs_per_s = len(test) / (time.perf_counter() - start)
-    with torch.no_grad():
-        predicted = torch.stack([model(g.x, g.edge_index, g.edge_attr).argmax(-1).view(()) for g in train])
-    return {"pretrain_s": pretrain_s, "graphs_per_s": graphs_per_s, "load": os.getloadavg()[0],
+    return {"pretrain_s": pretrain_s, "graphs_per_s": len(test) / (time.perf_counter() - start),
+            "load": os.getloadavg()[0],
             "predicted_classes": torch.bincount(predicted, minlength=3).tolist()}
 
 

@@ -22,7 +22,7 @@ from refine_fast.explain import StackedAttributors
 from refine_fast.explain.packing import KEY_STRIDE
 from refine_fast.ops import segment_select_reference
 
-__all__ = ["Attributor", "sequential_fine_tune"]
+__all__ = ["Attributor", "config_options", "sequential_fine_tune"]
 
 
 class Attributor(nn.Module):
@@ -72,6 +72,13 @@ class Attributor(nn.Module):
             h = bn(h)
         pair = [h[src], h[dst]] + ([edge_attr.to(h.dtype)] if edge_attr is not None and self.head.in_features > 2 * h.size(1) else [])
         return self.out(torch.tanh(self.head(torch.cat(pair, 1)))).view(-1)
+
+
+def config_options(config) -> dict:
+    """Keyword arguments of :func:`sequential_fine_tune`: the fine-tuning options of a ``ReFineConfig`` it
+    follows (all but the lr)."""
+    return dict(ratio=config.ratio, size_coef=config.size_coef, entropy_coef=config.entropy_coef,
+                fidelity=config.fidelity, explain_norm=config.explain_norm, mask_sigmoid=config.mask_sigmoid)
 
 
 def sequential_fine_tune(stacked: StackedAttributors, model: nn.Module, graphs: Sequence, classes: Sequence[int],

@@ -10,8 +10,7 @@ from conftest import REPO_ROOT
 from refine_fast import ReFine, ReFineConfig
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
-from bench_explain import config_options  # noqa: E402
-from sequential_fine_tune import sequential_fine_tune  # noqa: E402
+from sequential_fine_tune import config_options, sequential_fine_tune  # noqa: E402
 
 
 @pytest.mark.parametrize("dataset", ["ba3", "mutag", "mnist"])
