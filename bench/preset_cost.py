@@ -135,6 +135,8 @@ def main(argv=None) -> int:
         sys.path.insert(0, repo)
         print(json.dumps(measure(repo, json.loads(overrides), args.threads, args.cache, args.model)))
         return 0
+    if args.rounds < 1:
+        parser.error(f"--rounds: expected at least 1, got {args.rounds}")
     if args.model != "untrained" and not Path(args.model).is_file():
         parser.error(f"--model: no file at {args.model} (give a trained BA-3motif model, or 'untrained')")
     from ablation import NO_BA3_PRESET  # the preset without BA3_REFERENCE, as the ablation's row
